@@ -1,0 +1,96 @@
+//! Everything that differs between SQLite and PostgreSQL, in one place.
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Picks the dialect from a database URL and normalizes the URL: a SQLite file is
+    /// created when missing, and a bare path means a SQLite file.
+    pub fn from_url(url: &str) -> Result<(Dialect, String)> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok((Dialect::Postgres, url.to_owned()));
+        }
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else if url.contains("://") || url.is_empty() {
+            return Err(Error::Config(format!(
+                "unsupported database URL {url:?}: use sqlite://PATH (or a plain file path) or postgres://USER@HOST/DB"
+            )));
+        } else {
+            format!("sqlite://{url}")
+        };
+        let url = if url.contains("mode=") {
+            url
+        } else if url.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        Ok((Dialect::Sqlite, url))
+    }
+
+    /// The clause that locks the selected rows until the transaction ends. SQLite has no
+    /// row locks (and rejects the syntax); its writers are serialized by `BEGIN IMMEDIATE`.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Like [`Dialect::for_update`], but rows another transaction holds are passed over, so
+    /// concurrent sweeps claim disjoint batches.
+    pub fn for_update_skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// A subquery yielding the integers of a JSON array bound as text to parameter `$n`.
+    /// Lets one statement work on a batch of ids without building SQL from values.
+    pub fn json_ids(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value AS id FROM json_each(${n})"),
+            Dialect::Postgres => {
+                format!("SELECT value::bigint AS id FROM json_array_elements_text(${n}::json)")
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            Dialect::from_url("ordo.db").unwrap(),
+            (Dialect::Sqlite, "sqlite://ordo.db?mode=rwc".to_owned())
+        );
+        assert_eq!(
+            Dialect::from_url("sqlite:///tmp/x.db?mode=ro").unwrap(),
+            (Dialect::Sqlite, "sqlite:///tmp/x.db?mode=ro".to_owned())
+        );
+        assert_eq!(
+            Dialect::from_url("postgres://u@h/db").unwrap().0,
+            Dialect::Postgres
+        );
+        assert!(Dialect::from_url("mysql://u@h/db").is_err());
+        assert!(Dialect::from_url("").is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! The stock ledger (`stock_movements`) and the set-based stock effects of order
+//! transitions. Every change to `products.stock` is written here with its ledger rows,
+//! so that for every product stock = sum of its movements.
+
+use super::{Conn, Dialect};
+use crate::domain::{Millis, MovementReason, StockMovement};
+use crate::error::Result;
+
+/// One ledger row not tied to an order (a staff adjustment or opening stock).
+pub async fn record_adjustment(
+    conn: &mut Conn,
+    product_id: i64,
+    delta: i64,
+    actor: &str,
+    note: Option<&str>,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         VALUES ($1, NULL, $2, 'adjust', $3, $4, $5)",
+    )
+    .bind(product_id)
+    .bind(delta)
+    .bind(actor)
+    .bind(note)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The reservation row for one item of a new order.
+pub async fn record_reservation(
+    conn: &mut Conn,
+    product_id: i64,
+    order_id: i64,
+    quantity: i64,
+    actor: &str,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         VALUES ($1, $2, $3, 'reserve', $4, NULL, $5)",
+    )
+    .bind(product_id)
+    .bind(order_id)
+    .bind(-quantity)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks, in id order, the products the given orders hold. Every writer that touches
+/// several products takes them in this order, so two writers never deadlock.
+async fn lock_products_of(conn: &mut Conn, dialect: Dialect, order_ids_json: &str) -> Result<()> {
+    if dialect == Dialect::Postgres {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM products WHERE id IN
+               (SELECT product_id FROM order_items WHERE order_id IN ({ids}))
+             ORDER BY id{lock}",
+            ids = dialect.json_ids(1),
+            lock = dialect.for_update(),
+        )))
+        .bind(order_ids_json)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Puts the items of the given orders (a JSON array of ids) back on the shelf: one ledger
+/// row per item with `reason` (`release` or `restock`), and the stock raised by the sum.
+/// The unique index on (order_id, product_id, reason) makes a second return of the same
+/// order fail instead of counting twice. Returns the units returned.
+pub async fn return_stock_of_orders(
+    conn: &mut Conn,
+    dialect: Dialect,
+    order_ids_json: &str,
+    reason: MovementReason,
+    actor: &str,
+    note: Option<&str>,
+    now: Millis,
+) -> Result<i64> {
+    debug_assert!(matches!(
+        reason,
+        MovementReason::Release | MovementReason::Restock
+    ));
+    lock_products_of(conn, dialect, order_ids_json).await?;
+    let ids = dialect.json_ids(1);
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         SELECT product_id, order_id, quantity, $2, $3, $4, $5
+         FROM order_items WHERE order_id IN ({ids})"
+    )))
+    .bind(order_ids_json)
+    .bind(reason.as_str())
+    .bind(actor)
+    .bind(note)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(0);
+    }
+    let units: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_items WHERE order_id IN ({ids})"
+    )))
+    .bind(order_ids_json)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE products SET stock = products.stock + back.units, updated_at = $2
+         FROM (SELECT product_id, SUM(quantity) AS units FROM order_items
+               WHERE order_id IN ({ids}) GROUP BY product_id) AS back
+         WHERE products.id = back.product_id"
+    )))
+    .bind(order_ids_json)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(units)
+}
+
+/// Adds (`sign` = 1) or removes (`sign` = -1) the orders' quantities to the products'
+/// sales counts.
+pub async fn count_sales_of_orders(
+    conn: &mut Conn,
+    dialect: Dialect,
+    order_ids_json: &str,
+    sign: i64,
+    now: Millis,
+) -> Result<()> {
+    lock_products_of(conn, dialect, order_ids_json).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE products SET sales_count = products.sales_count + $2 * sold.units, updated_at = $3
+         FROM (SELECT product_id, SUM(quantity) AS units FROM order_items
+               WHERE order_id IN ({ids}) GROUP BY product_id) AS sold
+         WHERE products.id = sold.product_id",
+        ids = dialect.json_ids(1)
+    )))
+    .bind(order_ids_json)
+    .bind(sign)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A product's ledger, newest first, before `before_id`.
+pub async fn list_for_product(
+    conn: &mut Conn,
+    product_id: i64,
+    before_id: i64,
+    limit: i64,
+) -> Result<Vec<StockMovement>> {
+    Ok(sqlx::query_as::<_, StockMovement>(
+        "SELECT id, product_id, order_id, delta, reason, actor, note, created_at
+         FROM stock_movements WHERE product_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+    )
+    .bind(product_id)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}

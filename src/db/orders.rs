@@ -1,0 +1,152 @@
+//! Order and order-item rows, and the compare-and-set that guards every status change.
+
+use super::{Conn, Dialect, on_unique_violation};
+use crate::domain::{Millis, Order, OrderItem, OrderStatus};
+use crate::error::{Error, Result};
+
+pub(crate) const COLUMNS: &str = "id, number, user_id, status, total_cents, currency, note, \
+     created_at, updated_at, paid_at, completed_at, cancelled_at, cancel_reason, carrier, tracking_number";
+
+pub struct NewOrderRow<'a> {
+    pub number: &'a str,
+    pub user_id: i64,
+    pub total_cents: i64,
+    pub currency: &'a str,
+    pub note: Option<&'a str>,
+    pub now: Millis,
+}
+
+pub async fn insert(conn: &mut Conn, row: &NewOrderRow<'_>) -> Result<Order> {
+    sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+    )))
+    .bind(row.number)
+    .bind(row.user_id)
+    .bind(row.total_cents)
+    .bind(row.currency)
+    .bind(row.note)
+    .bind(row.now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| {
+        on_unique_violation(e, "orders_number_unique", || {
+            Error::Conflict("order number collision; retry".to_owned())
+        })
+    })
+}
+
+pub async fn insert_item(conn: &mut Conn, order_id: i64, item: &OrderItem) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(order_id)
+    .bind(item.product_id)
+    .bind(item.quantity)
+    .bind(item.unit_price_cents)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Reads the order and, on PostgreSQL, locks its row until the transaction ends. Every
+/// writer locks the order before its payments and products, so none deadlock.
+pub async fn lock(conn: &mut Conn, dialect: Dialect, id: i64) -> Result<Option<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1{}",
+        dialect.for_update()
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+pub async fn items(conn: &mut Conn, order_id: i64) -> Result<Vec<OrderItem>> {
+    Ok(sqlx::query_as::<_, OrderItem>(
+        "SELECT product_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The columns a status change sets besides the status itself.
+#[derive(Debug, Default)]
+pub struct StatusFields<'a> {
+    pub paid_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub cancelled_at: Option<Millis>,
+    pub cancel_reason: Option<&'a str>,
+    pub carrier: Option<&'a str>,
+    pub tracking_number: Option<&'a str>,
+}
+
+/// The compare-and-set: moves the order from `from` to `to` only if it is still in `from`.
+/// Returns the updated order, or `None` when another writer got there first. Fields
+/// already set (paid_at, completed_at) keep their first value.
+pub async fn compare_and_set_status(
+    conn: &mut Conn,
+    id: i64,
+    from: OrderStatus,
+    to: OrderStatus,
+    fields: &StatusFields<'_>,
+    now: Millis,
+) -> Result<Option<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = $3, updated_at = $4,
+                paid_at = COALESCE(paid_at, $5), completed_at = COALESCE(completed_at, $6),
+                cancelled_at = COALESCE($7, cancelled_at), cancel_reason = COALESCE($8, cancel_reason),
+                carrier = COALESCE($9, carrier), tracking_number = COALESCE($10, tracking_number)
+         WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(now)
+    .bind(fields.paid_at)
+    .bind(fields.completed_at)
+    .bind(fields.cancelled_at)
+    .bind(fields.cancel_reason)
+    .bind(fields.carrier)
+    .bind(fields.tracking_number)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Filters for listing orders; `after_id` is the cursor (orders come newest first).
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub user_id: Option<i64>,
+    pub status: Option<OrderStatus>,
+    pub created_before: Option<Millis>,
+    pub created_after: Option<Millis>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+pub async fn list(conn: &mut Conn, filter: &OrderFilter) -> Result<Vec<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders
+         WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)
+           AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR created_at > $4)
+           AND ($5 IS NULL OR id < $5)
+         ORDER BY id DESC LIMIT $6"
+    )))
+    .bind(filter.user_id)
+    .bind(filter.status.map(|s| s.as_str()))
+    .bind(filter.created_before)
+    .bind(filter.created_after)
+    .bind(filter.before_id)
+    .bind(filter.limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}

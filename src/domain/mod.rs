@@ -1,0 +1,9 @@
+//! Pure domain types: the lifecycle, who acts, and the records ordo keeps. No I/O here.
+
+pub mod lifecycle;
+mod records;
+mod time;
+
+pub use lifecycle::{OrderStatus, Role};
+pub use records::*;
+pub use time::{Millis, format_rfc3339, parse_rfc3339};

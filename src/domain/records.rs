@@ -1,0 +1,287 @@
+//! The records ordo keeps, and the inputs that create them (`NewOrder` makes an `Order`).
+
+use super::OrderStatus;
+use super::time::{Millis, serde_rfc3339};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Who performs an action; recorded in history and the stock ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Customer(i64),
+    Staff(i64),
+    /// The unpaid-order sweep.
+    Expiry,
+    /// The payment provider, through the webhook.
+    Payment,
+}
+
+impl Actor {
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Customer(id) | Actor::Staff(id) => format!("user:{id}"),
+            Actor::Expiry => "system:expiry".to_owned(),
+            Actor::Payment => "system:payment".to_owned(),
+        }
+    }
+
+    pub fn is_staff(&self) -> bool {
+        matches!(self, Actor::Staff(_))
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    Customer,
+    Staff,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Customer => "customer",
+            UserRole::Staff => "staff",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer" => Some(UserRole::Customer),
+            "staff" => Some(UserRole::Staff),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: UserRole,
+}
+
+impl User {
+    pub fn actor(&self) -> Actor {
+        match self.role {
+            UserRole::Customer => Actor::Customer(self.id),
+            UserRole::Staff => Actor::Staff(self.id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Product {
+    pub id: i64,
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock: i64,
+    pub sales_count: i64,
+    #[sqlx(try_from = "crate::db::DbFlag")]
+    pub active: bool,
+    #[serde(with = "serde_rfc3339")]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NewProduct {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub price_cents: Option<i64>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementReason {
+    Reserve,
+    Release,
+    Adjust,
+    Restock,
+}
+
+impl MovementReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementReason::Reserve => "reserve",
+            MovementReason::Release => "release",
+            MovementReason::Adjust => "adjust",
+            MovementReason::Restock => "restock",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct StockMovement {
+    pub id: i64,
+    pub product_id: i64,
+    pub order_id: Option<i64>,
+    pub delta: i64,
+    pub reason: String,
+    pub actor: String,
+    pub note: Option<String>,
+    #[serde(with = "serde_rfc3339")]
+    pub created_at: Millis,
+}
+
+/// One line of a new order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct OrderLine {
+    pub product_id: i64,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub user_id: i64,
+    pub items: Vec<OrderLine>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OrderItem {
+    pub product_id: i64,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Order {
+    pub id: i64,
+    pub number: String,
+    pub user_id: i64,
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
+    pub total_cents: i64,
+    pub currency: String,
+    pub note: Option<String>,
+    #[serde(with = "serde_rfc3339")]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    pub updated_at: Millis,
+    #[serde(with = "serde_rfc3339::option")]
+    pub paid_at: Option<Millis>,
+    #[serde(with = "serde_rfc3339::option")]
+    pub completed_at: Option<Millis>,
+    #[serde(with = "serde_rfc3339::option")]
+    pub cancelled_at: Option<Millis>,
+    pub cancel_reason: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+}
+
+/// An order with its items and payments, as `GET /orders/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderDetails {
+    #[serde(flatten)]
+    pub order: Order,
+    pub items: Vec<OrderItem>,
+    pub payments: Vec<Payment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Expired,
+    Cancelled,
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 6] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Succeeded,
+        PaymentStatus::Failed,
+        PaymentStatus::Expired,
+        PaymentStatus::Cancelled,
+        PaymentStatus::Refunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Expired => "expired",
+            PaymentStatus::Cancelled => "cancelled",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+}
+
+impl TryFrom<String> for PaymentStatus {
+    type Error = crate::domain::lifecycle::UnknownStatus;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        PaymentStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or(crate::domain::lifecycle::UnknownStatus(value))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Payment {
+    pub id: i64,
+    pub order_id: i64,
+    pub amount_cents: i64,
+    pub method: String,
+    #[sqlx(try_from = "String")]
+    pub status: PaymentStatus,
+    #[serde(with = "serde_rfc3339")]
+    pub expires_at: Millis,
+    pub provider_ref: Option<String>,
+    #[sqlx(try_from = "crate::db::DbFlag")]
+    pub refund_required: bool,
+    #[serde(with = "serde_rfc3339")]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub note: Option<String>,
+    #[serde(with = "serde_rfc3339")]
+    pub created_at: Millis,
+}
+
+/// A result the payment provider reports for one payment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProviderEvent {
+    pub event_id: String,
+    pub payment_id: i64,
+    pub status: ProviderStatus,
+    pub amount_cents: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderStatus {
+    Succeeded,
+    Failed,
+}

@@ -1,0 +1,89 @@
+//! The library's error: each variant is one thing a caller can act on. The HTTP layer maps
+//! them to status codes and stable problem codes; the CLI to exit statuses.
+
+use crate::domain::OrderStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+
+    #[error("cannot move order from {from} to {to}; allowed: {}", list(allowed))]
+    InvalidTransition {
+        from: OrderStatus,
+        to: OrderStatus,
+        allowed: Vec<OrderStatus>,
+    },
+
+    #[error("{reason}")]
+    Forbidden { reason: String },
+
+    #[error(
+        "insufficient stock for product {product_id} ({sku}): requested {requested}, available {available}"
+    )]
+    InsufficientStock {
+        product_id: i64,
+        sku: String,
+        requested: i64,
+        available: i64,
+    },
+
+    #[error("{0}")]
+    Conflict(String),
+
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn list(allowed: &[OrderStatus]) -> String {
+    if allowed.is_empty() {
+        return "none (terminal status)".to_owned();
+    }
+    allowed
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The stable code clients see (SPEC section 8).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::Forbidden { .. } => "forbidden",
+            Error::InsufficientStock { .. } => "insufficient_stock",
+            Error::Conflict(_) => "conflict",
+            Error::Validation { .. } => "validation_failed",
+            Error::Config(_) => "configuration",
+            Error::Database(_) | Error::Migrate(_) => "internal",
+        }
+    }
+
+    /// True for errors caused by the database or environment rather than by the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(_) | Error::Migrate(_) | Error::Config(_)
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
