@@ -1,4 +1,4 @@
--- ordo core schema (SQLite). Money is BIGINT cents, times are BIGINT unix milliseconds (UTC).
+-- ordo core schema (SQLite; flags are INTEGER 0/1, as the sqlx Any driver reads no SQLite BOOLEAN). Money is BIGINT cents, times are BIGINT unix milliseconds (UTC).
 
 CREATE TABLE users (
     id          INTEGER PRIMARY KEY,
@@ -22,7 +22,7 @@ CREATE TABLE products (
     currency     TEXT NOT NULL CONSTRAINT products_currency_iso CHECK (length(currency) = 3),
     stock        BIGINT NOT NULL CONSTRAINT products_stock_not_negative CHECK (stock >= 0),
     sales_count  BIGINT NOT NULL DEFAULT 0 CONSTRAINT products_sales_not_negative CHECK (sales_count >= 0),
-    active       BOOLEAN NOT NULL DEFAULT TRUE,
+    active       INTEGER NOT NULL DEFAULT 1 CONSTRAINT products_active_flag CHECK (active IN (0, 1)),
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );
@@ -67,7 +67,7 @@ CREATE TABLE payments (
                          ('pending', 'succeeded', 'failed', 'expired', 'cancelled', 'refunded')),
     expires_at       BIGINT NOT NULL,
     provider_ref     TEXT,
-    refund_required  BOOLEAN NOT NULL DEFAULT FALSE,
+    refund_required  INTEGER NOT NULL DEFAULT 0 CONSTRAINT payments_refund_required_flag CHECK (refund_required IN (0, 1)),
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );

@@ -1,0 +1,377 @@
+//! The test harness: each test gets its own database (a temporary SQLite file, or a fresh
+//! PostgreSQL database when `ORDO_TEST_DATABASE_URL` is set), a staff user and a customer,
+//! and a clock it controls.
+
+use ordo::domain::{
+    Actor, HistoryEntry, NewOrder, NewProduct, OrderLine, OrderStatus, Product, ProviderEvent,
+    ProviderStatus, User, UserRole,
+};
+use ordo::orders::PlacedOrder;
+use ordo::payments::EventOutcome;
+use ordo::{Clock, Db, Ordo, Policy};
+use sqlx::Row;
+use std::io::Write;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The environment variable that switches the PostgreSQL tests on.
+pub const PG_ENV: &str = "ORDO_TEST_DATABASE_URL";
+
+/// 2026-11-25T09:00:00Z: where test clocks start.
+pub const T0: i64 = 1_795_597_200_000;
+pub const MINUTE: i64 = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server URL for tests, or `None` (and a note, once) when not configured.
+pub fn postgres_url() -> Option<String> {
+    static NOTE: Once = Once::new();
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            NOTE.call_once(|| {
+                // Written past the test harness's capture so that it is seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "note: PostgreSQL tests skipped; set {PG_ENV}=postgres://postgres@127.0.0.1:5432/postgres to run them"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A database made for one test and dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Option<Cleanup>,
+}
+
+enum Cleanup {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Option<TestDatabase> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("ordo.db").display());
+                Some(TestDatabase {
+                    url,
+                    cleanup: Some(Cleanup::Dir(dir)),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url()?;
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
+                let name = format!(
+                    "ordo_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    rand_suffix()
+                );
+                let admin = Db::connect(&admin_url, 1).await.expect("connect to PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(admin.pool())
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let url = replace_db_name(&admin_url, &name);
+                Some(TestDatabase {
+                    url,
+                    cleanup: Some(Cleanup::Postgres { admin_url, name }),
+                })
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Swaps the database name in a PostgreSQL URL.
+pub fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = &base[scheme_end..];
+    let prefix = match host_part.find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{prefix}/{name}?{q}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(Cleanup::Postgres { admin_url, name }) = self.cleanup.take() {
+            // Drop runs outside async; use a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(admin) = Db::connect(&admin_url, 1).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(admin.pool())
+                        .await;
+                        admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A shop with its own database, a staff user, a customer and a fixed clock at `T0`.
+pub struct TestShop {
+    pub ordo: Ordo,
+    pub staff: User,
+    pub customer: User,
+    #[allow(dead_code)]
+    pub backend: Backend,
+    pub database: TestDatabase,
+}
+
+impl TestShop {
+    /// `None` when the backend is not available (PostgreSQL not configured).
+    pub async fn new(backend: Backend) -> Option<TestShop> {
+        Self::with_pool(backend, 16).await
+    }
+
+    pub async fn with_pool(backend: Backend, connections: u32) -> Option<TestShop> {
+        let database = TestDatabase::create(backend).await?;
+        let db = Db::connect(&database.url, connections).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        let ordo = Ordo::new(db, Policy::default(), Clock::fixed(T0));
+        let (staff, _) = ordo
+            .create_user_with_token("staff", UserRole::Staff)
+            .await
+            .expect("staff");
+        let (customer, _) = ordo
+            .create_user_with_token("customer", UserRole::Customer)
+            .await
+            .expect("customer");
+        Some(TestShop {
+            ordo,
+            staff,
+            customer,
+            backend,
+            database,
+        })
+    }
+
+    pub fn staff(&self) -> Actor {
+        self.staff.actor()
+    }
+
+    pub fn owner(&self) -> Actor {
+        self.customer.actor()
+    }
+
+    pub async fn another_customer(&self) -> User {
+        self.ordo
+            .create_user_with_token("someone else", UserRole::Customer)
+            .await
+            .expect("customer")
+            .0
+    }
+
+    pub async fn product(&self, stock: i64, price_cents: i64) -> Product {
+        static SKU: AtomicU32 = AtomicU32::new(0);
+        self.ordo
+            .create_product(
+                self.staff(),
+                &NewProduct {
+                    sku: format!("SKU-{}", SKU.fetch_add(1, Ordering::SeqCst)),
+                    name: "Test product".into(),
+                    price_cents,
+                    currency: "EUR".into(),
+                    stock,
+                },
+            )
+            .await
+            .expect("create product")
+    }
+
+    pub fn new_order(&self, items: &[(i64, i64)]) -> NewOrder {
+        NewOrder {
+            user_id: self.customer.id,
+            items: items
+                .iter()
+                .map(|&(product_id, quantity)| OrderLine {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+            note: None,
+        }
+    }
+
+    pub async fn order(&self, items: &[(i64, i64)]) -> PlacedOrder {
+        self.ordo
+            .place_order(self.owner(), &self.new_order(items))
+            .await
+            .expect("place order")
+    }
+
+    pub async fn pay(&self, placed: &PlacedOrder) -> EventOutcome {
+        self.ordo
+            .apply_provider_event(&ProviderEvent {
+                event_id: format!("evt-{}-{}", placed.payment.id, rand_suffix()),
+                payment_id: placed.payment.id,
+                status: ProviderStatus::Succeeded,
+                amount_cents: placed.payment.amount_cents,
+            })
+            .await
+            .expect("payment event")
+    }
+
+    pub async fn stock(&self, product_id: i64) -> i64 {
+        self.ordo.product(product_id).await.expect("product").stock
+    }
+
+    pub async fn ledger_sum(&self, product_id: i64) -> i64 {
+        self.scalar(
+            "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) FROM stock_movements WHERE product_id = $1",
+            product_id,
+        )
+        .await
+    }
+
+    /// Runs a query with one integer parameter returning one integer.
+    pub async fn scalar(&self, sql: &'static str, param: i64) -> i64 {
+        sqlx::query(sql)
+            .bind(param)
+            .fetch_one(self.ordo.db.pool())
+            .await
+            .expect(sql)
+            .try_get::<i64, _>(0)
+            .expect("integer")
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query(sql)
+            .fetch_one(self.ordo.db.pool())
+            .await
+            .expect(sql)
+            .try_get::<i64, _>(0)
+            .expect("integer")
+    }
+
+    pub async fn status(&self, order_id: i64) -> OrderStatus {
+        self.ordo
+            .order(self.staff(), order_id)
+            .await
+            .expect("order")
+            .order
+            .status
+    }
+
+    pub async fn history(&self, order_id: i64) -> Vec<HistoryEntry> {
+        self.ordo
+            .order_history(self.staff(), order_id)
+            .await
+            .expect("history")
+    }
+
+    /// Moves named in the history, as `from->to` strings.
+    pub async fn moves(&self, order_id: i64) -> Vec<String> {
+        self.history(order_id)
+            .await
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}->{}",
+                    h.from_status.as_deref().unwrap_or("none"),
+                    h.to_status
+                )
+            })
+            .collect()
+    }
+
+    pub async fn assert_check_clean(&self) {
+        let report = self.ordo.check().await.expect("check runs");
+        assert!(report.is_clean(), "ordo check found: {:#?}", report.findings);
+    }
+
+    /// A textual snapshot of every table, to prove that something changed nothing.
+    pub async fn snapshot(&self) -> String {
+        let tables = [
+            ("products", "id"),
+            ("orders", "id"),
+            ("order_items", "order_id, product_id"),
+            ("payments", "id"),
+            ("payment_events", "event_id"),
+            ("order_status_history", "id"),
+            ("stock_movements", "id"),
+        ];
+        let mut out = String::new();
+        for (table, key) in tables {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT * FROM {table} ORDER BY {key}"
+            )))
+            .fetch_all(self.ordo.db.pool())
+            .await
+            .expect("snapshot");
+            out.push_str(&format!("{table}: {} rows\n", rows.len()));
+            for row in rows {
+                use sqlx::Column;
+                let cells: Vec<String> = row
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        row.try_get::<Option<i64>, _>(c.ordinal())
+                            .map(|v| format!("{v:?}"))
+                            .or_else(|_| row.try_get::<Option<String>, _>(c.ordinal()).map(|v| format!("{v:?}")))
+                            .or_else(|_| row.try_get::<Option<bool>, _>(c.ordinal()).map(|v| format!("{v:?}")))
+                            .unwrap_or_else(|_| "?".into())
+                    })
+                    .collect();
+                out.push_str(&cells.join("|"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// Declares each named `async fn name(backend: Backend)` as two tests, `name::sqlite` and
+/// `name::postgres` (the latter a no-op with a note when PostgreSQL is not configured).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_some() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}

@@ -1,0 +1,11 @@
+//! ordo's integration tests: one binary, every store function on SQLite and PostgreSQL.
+
+mod helpers;
+
+mod check;
+mod cli;
+mod inventory;
+mod lifecycle;
+mod payments;
+mod placement;
+mod races;
