@@ -24,13 +24,16 @@ fn text(bytes: &[u8]) -> String {
 }
 
 async fn migrate_twice_token_demo_and_check(backend: Backend) {
-    let Some(database) = TestDatabase::create(backend).await else { return };
+    let database = TestDatabase::create(backend).await;
     let url = database.url.clone();
     for _ in 0..2 {
         let out = ordo(&url, &["migrate"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    let out = ordo(&url, &["token", "create", "--name", "ops", "--role", "staff"]);
+    let out = ordo(
+        &url,
+        &["token", "create", "--name", "ops", "--role", "staff"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let token = stdout.lines().last().expect("token line").trim().to_owned();
@@ -39,7 +42,11 @@ async fn migrate_twice_token_demo_and_check(backend: Backend) {
     // Only the hash is stored, and it authenticates.
     let db = ordo::Db::connect(&url, 2).await.unwrap();
     let service = ordo::Ordo::new(db.clone(), ordo::Policy::default(), ordo::Clock::system());
-    let user = service.authenticate(&token).await.unwrap().expect("token works");
+    let user = service
+        .authenticate(&token)
+        .await
+        .unwrap()
+        .expect("token works");
     assert_eq!(user.name, "ops");
     assert!(service.authenticate("ordo_wrong").await.unwrap().is_none());
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
@@ -59,7 +66,7 @@ async fn migrate_twice_token_demo_and_check(backend: Backend) {
 }
 
 async fn check_exits_one_with_findings(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 100).await;
     sqlx::query("UPDATE products SET stock = 99 WHERE id = $1")
         .bind(p.id)
@@ -68,7 +75,11 @@ async fn check_exits_one_with_findings(backend: Backend) {
         .unwrap();
     let out = ordo(&shop.database.url, &["check"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("ledger_equals_stock"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("ledger_equals_stock"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = ordo(&shop.database.url, &["check", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

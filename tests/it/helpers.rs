@@ -57,18 +57,20 @@ enum Cleanup {
 }
 
 impl TestDatabase {
-    pub async fn create(backend: Backend) -> Option<TestDatabase> {
+    /// Panics when PostgreSQL is asked for but not configured; `on_both_databases!`
+    /// checks first.
+    pub async fn create(backend: Backend) -> TestDatabase {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("ordo.db").display());
-                Some(TestDatabase {
+                TestDatabase {
                     url,
                     cleanup: Some(Cleanup::Dir(dir)),
-                })
+                }
             }
             Backend::Postgres => {
-                let admin_url = postgres_url()?;
+                let admin_url = postgres_url().expect("ORDO_TEST_DATABASE_URL is not set");
                 static COUNTER: AtomicU32 = AtomicU32::new(0);
                 let name = format!(
                     "ordo_test_{}_{}_{}",
@@ -76,17 +78,19 @@ impl TestDatabase {
                     COUNTER.fetch_add(1, Ordering::SeqCst),
                     rand_suffix()
                 );
-                let admin = Db::connect(&admin_url, 1).await.expect("connect to PostgreSQL");
+                let admin = Db::connect(&admin_url, 1)
+                    .await
+                    .expect("connect to PostgreSQL");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(admin.pool())
                     .await
                     .expect("create test database");
                 admin.close().await;
                 let url = replace_db_name(&admin_url, &name);
-                Some(TestDatabase {
+                TestDatabase {
                     url,
                     cleanup: Some(Cleanup::Postgres { admin_url, name }),
-                })
+                }
             }
         }
     }
@@ -154,14 +158,15 @@ pub struct TestShop {
 }
 
 impl TestShop {
-    /// `None` when the backend is not available (PostgreSQL not configured).
-    pub async fn new(backend: Backend) -> Option<TestShop> {
+    pub async fn new(backend: Backend) -> TestShop {
         Self::with_pool(backend, 16).await
     }
 
-    pub async fn with_pool(backend: Backend, connections: u32) -> Option<TestShop> {
-        let database = TestDatabase::create(backend).await?;
-        let db = Db::connect(&database.url, connections).await.expect("connect");
+    pub async fn with_pool(backend: Backend, connections: u32) -> TestShop {
+        let database = TestDatabase::create(backend).await;
+        let db = Db::connect(&database.url, connections)
+            .await
+            .expect("connect");
         db.migrate().await.expect("migrate");
         let ordo = Ordo::new(db, Policy::default(), Clock::fixed(T0));
         let (staff, _) = ordo
@@ -172,13 +177,13 @@ impl TestShop {
             .create_user_with_token("customer", UserRole::Customer)
             .await
             .expect("customer");
-        Some(TestShop {
+        TestShop {
             ordo,
             staff,
             customer,
             backend,
             database,
-        })
+        }
     }
 
     pub fn staff(&self) -> Actor {
@@ -312,7 +317,11 @@ impl TestShop {
 
     pub async fn assert_check_clean(&self) {
         let report = self.ordo.check().await.expect("check runs");
-        assert!(report.is_clean(), "ordo check found: {:#?}", report.findings);
+        assert!(
+            report.is_clean(),
+            "ordo check found: {:#?}",
+            report.findings
+        );
     }
 
     /// A textual snapshot of every table, to prove that something changed nothing.
@@ -343,8 +352,14 @@ impl TestShop {
                     .map(|c| {
                         row.try_get::<Option<i64>, _>(c.ordinal())
                             .map(|v| format!("{v:?}"))
-                            .or_else(|_| row.try_get::<Option<String>, _>(c.ordinal()).map(|v| format!("{v:?}")))
-                            .or_else(|_| row.try_get::<Option<bool>, _>(c.ordinal()).map(|v| format!("{v:?}")))
+                            .or_else(|_| {
+                                row.try_get::<Option<String>, _>(c.ordinal())
+                                    .map(|v| format!("{v:?}"))
+                            })
+                            .or_else(|_| {
+                                row.try_get::<Option<bool>, _>(c.ordinal())
+                                    .map(|v| format!("{v:?}"))
+                            })
                             .unwrap_or_else(|_| "?".into())
                     })
                     .collect();

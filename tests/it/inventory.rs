@@ -14,7 +14,7 @@ on_both_databases!(
 );
 
 async fn opening_stock_and_adjustments_are_ledger_rows(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(7, 100).await;
     let after = shop
         .ordo
@@ -35,7 +35,11 @@ async fn opening_stock_and_adjustments_are_ledger_rows(backend: Backend) {
         .unwrap();
     let deltas: Vec<i64> = ledger.iter().map(|m| m.delta).collect();
     assert_eq!(deltas, [-2, 5, 7], "newest first");
-    assert!(ledger.iter().all(|m| m.reason == "adjust" && m.order_id.is_none()));
+    assert!(
+        ledger
+            .iter()
+            .all(|m| m.reason == "adjust" && m.order_id.is_none())
+    );
     assert_eq!(ledger[0].note.as_deref(), Some("broken"));
     let page = shop
         .ordo
@@ -47,11 +51,15 @@ async fn opening_stock_and_adjustments_are_ledger_rows(backend: Backend) {
 }
 
 async fn adjustment_below_zero_is_refused(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(3, 100).await;
     let before = shop.snapshot().await;
     match shop.ordo.adjust_stock(shop.staff(), p.id, -4, None).await {
-        Err(Error::InsufficientStock { available, requested, .. }) => {
+        Err(Error::InsufficientStock {
+            available,
+            requested,
+            ..
+        }) => {
             assert_eq!((available, requested), (3, 4))
         }
         other => panic!("{other:?}"),
@@ -68,7 +76,7 @@ async fn adjustment_below_zero_is_refused(backend: Backend) {
 }
 
 async fn product_input_is_validated(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let good = NewProduct {
         sku: "GOOD-1".into(),
         name: "Good".into(),
@@ -83,13 +91,55 @@ async fn product_input_is_validated(backend: Backend) {
         other => panic!("duplicate sku: {other:?}"),
     }
     let bad = [
-        ("sku", NewProduct { sku: "".into(), ..good.clone() }),
-        ("sku", NewProduct { sku: "has space".into(), ..good.clone() }),
-        ("name", NewProduct { name: " ".into(), ..good.clone() }),
-        ("price_cents", NewProduct { price_cents: -1, ..good.clone() }),
-        ("price_cents", NewProduct { price_cents: i64::MAX, ..good.clone() }),
-        ("currency", NewProduct { currency: "euro".into(), ..good.clone() }),
-        ("stock", NewProduct { stock: -1, ..good.clone() }),
+        (
+            "sku",
+            NewProduct {
+                sku: "".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "sku",
+            NewProduct {
+                sku: "has space".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "name",
+            NewProduct {
+                name: " ".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "price_cents",
+            NewProduct {
+                price_cents: -1,
+                ..good.clone()
+            },
+        ),
+        (
+            "price_cents",
+            NewProduct {
+                price_cents: i64::MAX,
+                ..good.clone()
+            },
+        ),
+        (
+            "currency",
+            NewProduct {
+                currency: "euro".into(),
+                ..good.clone()
+            },
+        ),
+        (
+            "stock",
+            NewProduct {
+                stock: -1,
+                ..good.clone()
+            },
+        ),
     ];
     for (expected, product) in bad {
         match shop.ordo.create_product(shop.staff(), &product).await {
@@ -107,7 +157,7 @@ async fn product_input_is_validated(backend: Backend) {
 }
 
 async fn only_staff_manage_products(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(3, 100).await;
     let before = shop.snapshot().await;
     let customer = shop.owner();
@@ -116,7 +166,9 @@ async fn only_staff_manage_products(backend: Backend) {
         Err(Error::Forbidden { .. })
     ));
     assert!(matches!(
-        shop.ordo.update_product(customer, p.id, &ProductPatch::default()).await,
+        shop.ordo
+            .update_product(customer, p.id, &ProductPatch::default())
+            .await,
         Err(Error::Forbidden { .. })
     ));
     assert!(matches!(
@@ -127,13 +179,17 @@ async fn only_staff_manage_products(backend: Backend) {
 }
 
 async fn listing_pages_through_products(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(shop.product(1, 100).await.id);
     }
     let first = shop.ordo.products(0, 3).await.unwrap();
-    let rest = shop.ordo.products(first.last().unwrap().id, 3).await.unwrap();
+    let rest = shop
+        .ordo
+        .products(first.last().unwrap().id, 3)
+        .await
+        .unwrap();
     let seen: Vec<i64> = first.iter().chain(rest.iter()).map(|p| p.id).collect();
     assert_eq!(seen, ids);
 }

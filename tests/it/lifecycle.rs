@@ -25,13 +25,17 @@ fn note(text: &str) -> TransitionInput {
 }
 
 async fn payment_moves_pending_to_paid(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(10, 500).await;
     let placed = shop.order(&[(p.id, 2)]).await;
     shop.ordo.clock.advance(MINUTE);
     assert_eq!(shop.pay(&placed).await, ordo::payments::EventOutcome::Paid);
 
-    let details = shop.ordo.order(shop.owner(), placed.order.order.id).await.unwrap();
+    let details = shop
+        .ordo
+        .order(shop.owner(), placed.order.order.id)
+        .await
+        .unwrap();
     assert_eq!(details.order.status, OrderStatus::Paid);
     assert_eq!(details.order.paid_at, Some(crate::helpers::T0 + MINUTE));
     assert_eq!(details.payments[0].status, PaymentStatus::Succeeded);
@@ -45,7 +49,7 @@ async fn payment_moves_pending_to_paid(backend: Backend) {
 }
 
 async fn owner_cancels_pending_order_and_stock_comes_back(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let a = shop.product(10, 500).await;
     let b = shop.product(5, 700).await;
     let placed = shop.order(&[(b.id, 2), (a.id, 3)]).await;
@@ -53,7 +57,11 @@ async fn owner_cancels_pending_order_and_stock_comes_back(backend: Backend) {
 
     let order = shop
         .ordo
-        .cancel_order(shop.owner(), placed.order.order.id, Some("changed my mind".into()))
+        .cancel_order(
+            shop.owner(),
+            placed.order.order.id,
+            Some("changed my mind".into()),
+        )
         .await
         .unwrap();
     assert_eq!(order.status, OrderStatus::Cancelled);
@@ -69,7 +77,10 @@ async fn owner_cancels_pending_order_and_stock_comes_back(backend: Backend) {
     assert_eq!(releases, 2, "one release row per item");
     let details = shop.ordo.order(shop.owner(), order.id).await.unwrap();
     assert_eq!(details.payments[0].status, PaymentStatus::Cancelled);
-    assert_eq!(shop.moves(order.id).await, ["none->pending", "pending->cancelled"]);
+    assert_eq!(
+        shop.moves(order.id).await,
+        ["none->pending", "pending->cancelled"]
+    );
     let history = shop.history(order.id).await;
     assert_eq!(history[1].actor, format!("user:{}", shop.customer.id));
     assert_eq!(history[1].note.as_deref(), Some("changed my mind"));
@@ -77,7 +88,7 @@ async fn owner_cancels_pending_order_and_stock_comes_back(backend: Backend) {
 }
 
 async fn staff_cancels_paid_order_and_payment_needs_refund(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(4, 1000).await;
     let placed = shop.order(&[(p.id, 4)]).await;
     shop.pay(&placed).await;
@@ -87,18 +98,25 @@ async fn staff_cancels_paid_order_and_payment_needs_refund(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(order.status, OrderStatus::Cancelled);
-    assert_eq!(order.cancel_reason, Some(format!("cancelled by user:{}", shop.staff.id)));
+    assert_eq!(
+        order.cancel_reason,
+        Some(format!("cancelled by user:{}", shop.staff.id))
+    );
     assert_eq!(shop.stock(p.id).await, 4);
     let details = shop.ordo.order(shop.staff(), order.id).await.unwrap();
     assert_eq!(details.payments[0].status, PaymentStatus::Succeeded);
     assert!(details.payments[0].refund_required);
-    let to_refund = shop.ordo.payments_to_refund(shop.staff(), 0, 10).await.unwrap();
+    let to_refund = shop
+        .ordo
+        .payments_to_refund(shop.staff(), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(to_refund.len(), 1);
     shop.assert_check_clean().await;
 }
 
 async fn ship_complete_refund_counts_sales_once(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(10, 250).await;
     let placed = shop.order(&[(p.id, 3)]).await;
     let id = placed.order.order.id;
@@ -166,17 +184,27 @@ async fn ship_complete_refund_counts_sales_once(backend: Backend) {
 }
 
 async fn refund_of_paid_order_restocks_without_touching_sales(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 100).await;
     let placed = shop.order(&[(p.id, 5)]).await;
     let id = placed.order.order.id;
     shop.pay(&placed).await;
     shop.ordo
-        .transition(shop.owner(), id, OrderStatus::Refunding, &note("not needed"))
+        .transition(
+            shop.owner(),
+            id,
+            OrderStatus::Refunding,
+            &note("not needed"),
+        )
         .await
         .unwrap();
     shop.ordo
-        .transition(shop.staff(), id, OrderStatus::Refunded, &TransitionInput::default())
+        .transition(
+            shop.staff(),
+            id,
+            OrderStatus::Refunded,
+            &TransitionInput::default(),
+        )
         .await
         .unwrap();
     let product = shop.ordo.product(p.id).await.unwrap();
@@ -185,13 +213,18 @@ async fn refund_of_paid_order_restocks_without_touching_sales(backend: Backend) 
 }
 
 async fn rejected_refund_returns_to_paid_and_sales_count_once(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 100).await;
     let placed = shop.order(&[(p.id, 2)]).await;
     let id = placed.order.order.id;
     let paid_at = {
         shop.pay(&placed).await;
-        shop.ordo.order(shop.staff(), id).await.unwrap().order.paid_at
+        shop.ordo
+            .order(shop.staff(), id)
+            .await
+            .unwrap()
+            .order
+            .paid_at
     };
     let staff = shop.staff();
     let go = |to| {
@@ -207,7 +240,10 @@ async fn rejected_refund_returns_to_paid_and_sales_count_once(backend: Backend) 
     go(OrderStatus::Refunding).await;
     shop.ordo.clock.advance(MINUTE);
     let back = go(OrderStatus::Paid).await;
-    assert_eq!(back.paid_at, paid_at, "paid_at keeps the first payment time");
+    assert_eq!(
+        back.paid_at, paid_at,
+        "paid_at keeps the first payment time"
+    );
     go(OrderStatus::Shipped).await;
     go(OrderStatus::Completed).await;
     assert_eq!(shop.ordo.product(p.id).await.unwrap().sales_count, 2);
@@ -227,10 +263,18 @@ async fn order_in(shop: &TestShop, target: OrderStatus) -> i64 {
         OrderStatus::Pending => &[],
         OrderStatus::Paid => &[OrderStatus::Paid],
         OrderStatus::Shipped => &[OrderStatus::Paid, OrderStatus::Shipped],
-        OrderStatus::Completed => &[OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Completed],
+        OrderStatus::Completed => &[
+            OrderStatus::Paid,
+            OrderStatus::Shipped,
+            OrderStatus::Completed,
+        ],
         OrderStatus::Cancelled => &[OrderStatus::Cancelled],
         OrderStatus::Refunding => &[OrderStatus::Paid, OrderStatus::Refunding],
-        OrderStatus::Refunded => &[OrderStatus::Paid, OrderStatus::Refunding, OrderStatus::Refunded],
+        OrderStatus::Refunded => &[
+            OrderStatus::Paid,
+            OrderStatus::Refunding,
+            OrderStatus::Refunded,
+        ],
     };
     for &step in path {
         if step == OrderStatus::Paid {
@@ -247,7 +291,7 @@ async fn order_in(shop: &TestShop, target: OrderStatus) -> i64 {
 }
 
 async fn forbidden_moves_are_refused_and_change_nothing(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     for from in OrderStatus::ALL {
         let id = order_in(&shop, from).await;
         let before = shop.snapshot().await;
@@ -281,13 +325,17 @@ async fn forbidden_moves_are_refused_and_change_nothing(backend: Backend) {
                 other => panic!("{from} -> {to}: {other:?}"),
             }
         }
-        assert_eq!(shop.snapshot().await, before, "a refused move changed something");
+        assert_eq!(
+            shop.snapshot().await,
+            before,
+            "a refused move changed something"
+        );
     }
     shop.assert_check_clean().await;
 }
 
 async fn roles_are_enforced(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(3, 100).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let id = placed.order.order.id;
@@ -332,7 +380,13 @@ async fn roles_are_enforced(backend: Backend) {
     assert!(own.is_ok());
     let theirs = shop
         .ordo
-        .orders(stranger, ordo::orders::OrderFilter { limit: 10, ..Default::default() })
+        .orders(
+            stranger,
+            ordo::orders::OrderFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(theirs.is_empty(), "a customer lists only their own orders");

@@ -26,12 +26,15 @@ fn event(id: &str, payment_id: i64, status: ProviderStatus, amount_cents: i64) -
 }
 
 async fn open_payment_returns_the_open_one_or_a_new_one(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let id = placed.order.order.id;
     let same = shop.ordo.open_payment(shop.owner(), id).await.unwrap();
-    assert_eq!(same.id, placed.payment.id, "the open, unexpired payment comes back");
+    assert_eq!(
+        same.id, placed.payment.id,
+        "the open, unexpired payment comes back"
+    );
 
     // The payment TTL passes, the unpaid timeout has not (TTL 30 = timeout 30: use 20/40).
     let shop_ordo = ordo::Ordo::new(
@@ -64,7 +67,7 @@ async fn open_payment_returns_the_open_one_or_a_new_one(backend: Backend) {
 }
 
 async fn payments_are_not_reopened_past_the_unpaid_timeout(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let id = placed.order.order.id;
@@ -80,23 +83,32 @@ async fn payments_are_not_reopened_past_the_unpaid_timeout(backend: Backend) {
     let other = shop.order(&[(p.id, 1)]).await;
     shop.pay(&other).await;
     assert!(matches!(
-        shop.ordo.open_payment(shop.owner(), other.order.order.id).await,
+        shop.ordo
+            .open_payment(shop.owner(), other.order.order.id)
+            .await,
         Err(Error::Conflict(_))
     ));
 }
 
 async fn provider_events_apply_at_most_once(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 2)]).await;
     let ev = event("evt-1", placed.payment.id, ProviderStatus::Succeeded, 600);
-    assert_eq!(shop.ordo.apply_provider_event(&ev).await.unwrap(), EventOutcome::Paid);
+    assert_eq!(
+        shop.ordo.apply_provider_event(&ev).await.unwrap(),
+        EventOutcome::Paid
+    );
     let after_first = shop.snapshot().await;
     assert_eq!(
         shop.ordo.apply_provider_event(&ev).await.unwrap(),
         EventOutcome::Replayed
     );
-    assert_eq!(shop.snapshot().await, after_first, "a replay changes nothing");
+    assert_eq!(
+        shop.snapshot().await,
+        after_first,
+        "a replay changes nothing"
+    );
     // The same success under a new event id changes nothing either.
     let again = event("evt-2", placed.payment.id, ProviderStatus::Succeeded, 600);
     assert_eq!(
@@ -120,7 +132,7 @@ async fn provider_events_apply_at_most_once(backend: Backend) {
 }
 
 async fn wrong_amount_is_refused_and_changes_nothing(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let before = shop.snapshot().await;
@@ -129,22 +141,39 @@ async fn wrong_amount_is_refused_and_changes_nothing(backend: Backend) {
         Err(Error::Validation { field, .. }) => assert_eq!(field, "amount_cents"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(shop.snapshot().await, before, "not even the event id is kept");
+    assert_eq!(
+        shop.snapshot().await,
+        before,
+        "not even the event id is kept"
+    );
     let right = event("evt-x", placed.payment.id, ProviderStatus::Succeeded, 300);
-    assert_eq!(shop.ordo.apply_provider_event(&right).await.unwrap(), EventOutcome::Paid);
+    assert_eq!(
+        shop.ordo.apply_provider_event(&right).await.unwrap(),
+        EventOutcome::Paid
+    );
 }
 
 async fn failure_then_success(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let id = placed.order.order.id;
     let failed = event("f-1", placed.payment.id, ProviderStatus::Failed, 300);
-    assert_eq!(shop.ordo.apply_provider_event(&failed).await.unwrap(), EventOutcome::Failed);
+    assert_eq!(
+        shop.ordo.apply_provider_event(&failed).await.unwrap(),
+        EventOutcome::Failed
+    );
     assert_eq!(shop.status(id).await, OrderStatus::Pending);
-    assert_eq!(shop.stock(p.id).await, 4, "a failed payment keeps the reservation");
+    assert_eq!(
+        shop.stock(p.id).await,
+        4,
+        "a failed payment keeps the reservation"
+    );
     let ok = event("s-1", placed.payment.id, ProviderStatus::Succeeded, 300);
-    assert_eq!(shop.ordo.apply_provider_event(&ok).await.unwrap(), EventOutcome::Paid);
+    assert_eq!(
+        shop.ordo.apply_provider_event(&ok).await.unwrap(),
+        EventOutcome::Paid
+    );
     let late_failure = event("f-2", placed.payment.id, ProviderStatus::Failed, 300);
     assert_eq!(
         shop.ordo.apply_provider_event(&late_failure).await.unwrap(),
@@ -157,11 +186,14 @@ async fn failure_then_success(backend: Backend) {
 }
 
 async fn late_success_after_cancellation_is_kept_for_refund(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let id = placed.order.order.id;
-    shop.ordo.cancel_order(shop.owner(), id, None).await.unwrap();
+    shop.ordo
+        .cancel_order(shop.owner(), id, None)
+        .await
+        .unwrap();
     let late = event("late-1", placed.payment.id, ProviderStatus::Succeeded, 300);
     assert_eq!(
         shop.ordo.apply_provider_event(&late).await.unwrap(),
@@ -169,7 +201,11 @@ async fn late_success_after_cancellation_is_kept_for_refund(backend: Backend) {
     );
     assert_eq!(shop.status(id).await, OrderStatus::Cancelled);
     assert_eq!(shop.stock(p.id).await, 5, "the stock stays released");
-    let to_refund = shop.ordo.payments_to_refund(shop.staff(), 0, 10).await.unwrap();
+    let to_refund = shop
+        .ordo
+        .payments_to_refund(shop.staff(), 0, 10)
+        .await
+        .unwrap();
     assert_eq!(to_refund.len(), 1);
     assert_eq!(to_refund[0].id, placed.payment.id);
     assert_eq!(to_refund[0].status, PaymentStatus::Succeeded);

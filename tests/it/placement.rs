@@ -14,7 +14,7 @@ on_both_databases!(
 );
 
 async fn placing_reserves_stock_and_opens_a_payment(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let a = shop.product(10, 1_250).await;
     let b = shop.product(3, 99).await;
     let placed = shop.order(&[(b.id, 1), (a.id, 2), (b.id, 1)]).await;
@@ -23,7 +23,11 @@ async fn placing_reserves_stock_and_opens_a_payment(backend: Backend) {
     assert_eq!(order.total_cents, 2 * 1_250 + 2 * 99);
     assert_eq!(order.currency, "EUR");
     assert!(order.number.starts_with("ORD-"));
-    assert_eq!(placed.order.items.len(), 2, "repeated products fold into one line");
+    assert_eq!(
+        placed.order.items.len(),
+        2,
+        "repeated products fold into one line"
+    );
     assert_eq!(placed.order.items[0].product_id, a.id.min(b.id));
     assert_eq!((shop.stock(a.id).await, shop.stock(b.id).await), (8, 1));
     assert_eq!(shop.ledger_sum(a.id).await, 8);
@@ -58,13 +62,16 @@ async fn placing_reserves_stock_and_opens_a_payment(backend: Backend) {
 }
 
 async fn short_second_item_leaves_no_trace(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let first = shop.product(10, 100).await;
     let second = shop.product(2, 100).await;
     let before = shop.snapshot().await;
     let err = shop
         .ordo
-        .place_order(shop.owner(), &shop.new_order(&[(first.id, 4), (second.id, 3)]))
+        .place_order(
+            shop.owner(),
+            &shop.new_order(&[(first.id, 4), (second.id, 3)]),
+        )
         .await
         .expect_err("second item is short");
     match err {
@@ -80,14 +87,18 @@ async fn short_second_item_leaves_no_trace(backend: Backend) {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(shop.snapshot().await, before, "no order, no ledger rows, stock unchanged");
+    assert_eq!(
+        shop.snapshot().await,
+        before,
+        "no order, no ledger rows, stock unchanged"
+    );
     assert_eq!(shop.stock(first.id).await, 10);
     assert_eq!(shop.count("SELECT COUNT(*) FROM orders").await, 0);
     shop.assert_check_clean().await;
 }
 
 async fn unknown_inactive_and_mixed_currency_products_are_refused(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let on_sale = shop.product(5, 100).await;
     let retired = shop.product(5, 100).await;
     shop.ordo
@@ -126,28 +137,40 @@ async fn unknown_inactive_and_mixed_currency_products_are_refused(backend: Backe
             .place_order(shop.owner(), &shop.new_order(&items))
             .await
             .expect_err("refused");
-        assert!(matches!(err, Error::Validation { .. }), "{items:?}: {err:?}");
+        assert!(
+            matches!(err, Error::Validation { .. }),
+            "{items:?}: {err:?}"
+        );
     }
     assert_eq!(shop.snapshot().await, before);
 }
 
 async fn bad_orders_are_validated_before_touching_the_database(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 100).await;
     let before = shop.snapshot().await;
-    for items in [vec![], vec![(p.id, 0)], vec![(p.id, -1)], vec![(p.id, i64::MAX)], vec![(-5, 1)]] {
+    for items in [
+        vec![],
+        vec![(p.id, 0)],
+        vec![(p.id, -1)],
+        vec![(p.id, i64::MAX)],
+        vec![(-5, 1)],
+    ] {
         let err = shop
             .ordo
             .place_order(shop.owner(), &shop.new_order(&items))
             .await
             .expect_err("invalid");
-        assert!(matches!(err, Error::Validation { .. }), "{items:?}: {err:?}");
+        assert!(
+            matches!(err, Error::Validation { .. }),
+            "{items:?}: {err:?}"
+        );
     }
     assert_eq!(shop.snapshot().await, before);
 }
 
 async fn customers_order_for_themselves_only(backend: Backend) {
-    let Some(shop) = TestShop::new(backend).await else { return };
+    let shop = TestShop::new(backend).await;
     let p = shop.product(5, 100).await;
     let other = shop.another_customer().await;
     let mut new = shop.new_order(&[(p.id, 1)]);
