@@ -17,6 +17,8 @@ pub mod error;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+pub mod sweep;
+mod sweep_cli;
 pub mod telemetry;
 
 pub use clock::Clock;

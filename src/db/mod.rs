@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod orders;
 pub mod payments;
 pub mod products;
+pub mod sweep;
 pub mod users;
 
 pub use dialect::Dialect;

@@ -9,3 +9,4 @@ mod lifecycle;
 mod payments;
 mod placement;
 mod races;
+mod sweep;

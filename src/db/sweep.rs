@@ -1,0 +1,200 @@
+//! The unpaid-order sweep's SQL: which orders are due, claiming a batch of them, and
+//! cancelling a whole batch with a handful of set-based statements.
+//!
+//! An order is due when it is pending, was created at or before the cutoff, and has no
+//! payment that could still complete it (none succeeded, none open and unexpired).
+//! Parameters: `$1` cutoff, `$2` now.
+
+use super::{Conn, Dialect};
+use crate::domain::{Millis, MovementReason, PaymentStatus};
+use crate::error::Result;
+
+const DUE: &str = "o.status = 'pending' AND o.created_at <= $1
+    AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id
+                    AND (p.status = 'succeeded' OR (p.status = 'pending' AND p.expires_at > $2)))";
+
+/// The sweep's actor and the reason it records.
+pub const ACTOR: &str = "system:expiry";
+pub const REASON: &str = "payment timeout";
+
+/// A due order as the sweep sees it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueOrder {
+    pub id: i64,
+    pub number: String,
+    pub created_at: Millis,
+    pub units: i64,
+}
+
+/// Where a run has got to: due orders are visited in (created_at, id) order, each once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: Millis,
+    pub id: i64,
+}
+
+impl Cursor {
+    pub fn start() -> Cursor {
+        Cursor {
+            created_at: Millis::MIN,
+            id: 0,
+        }
+    }
+
+    pub fn after(order: &DueOrder) -> Cursor {
+        Cursor {
+            created_at: order.created_at,
+            id: order.id,
+        }
+    }
+}
+
+/// How many orders are due now (for the progress bar).
+pub async fn count_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<i64> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM orders o WHERE {DUE}"
+    )))
+    .bind(cutoff)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// The next `limit` due orders after `cursor`, oldest first. With `lock`, the rows are
+/// claimed for this transaction: on PostgreSQL rows another sweep (or a payment) holds
+/// are skipped, so concurrent sweeps take disjoint batches; on SQLite the transaction
+/// already holds the write lock.
+pub async fn next_due(
+    conn: &mut Conn,
+    dialect: Dialect,
+    cutoff: Millis,
+    now: Millis,
+    cursor: Cursor,
+    limit: i64,
+    lock: bool,
+) -> Result<Vec<DueOrder>> {
+    let lock_clause = if lock {
+        dialect.for_update_skip_locked()
+    } else {
+        ""
+    };
+    // The units are summed afterwards: PostgreSQL locks no rows of a grouped query.
+    let claimed: Vec<DueOrder> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id, o.number, o.created_at, CAST(0 AS BIGINT) AS units FROM orders o
+         WHERE {DUE} AND (o.created_at, o.id) > ($3, $4)
+         ORDER BY o.created_at, o.id LIMIT $5{lock_clause}"
+    )))
+    .bind(cutoff)
+    .bind(now)
+    .bind(cursor.created_at)
+    .bind(cursor.id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if claimed.is_empty() {
+        return Ok(claimed);
+    }
+    let ids = ids_json(&claimed);
+    let units: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT order_id, CAST(SUM(quantity) AS BIGINT) FROM order_items
+         WHERE order_id IN ({}) GROUP BY order_id",
+        dialect.json_ids(1)
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let units: std::collections::HashMap<i64, i64> = units.into_iter().collect();
+    Ok(claimed
+        .into_iter()
+        .map(|o| DueOrder {
+            units: units.get(&o.id).copied().unwrap_or(0),
+            ..o
+        })
+        .collect())
+}
+
+/// Is this one order due? Locks it (PostgreSQL) when it is.
+pub async fn lock_if_due(
+    conn: &mut Conn,
+    dialect: Dialect,
+    order_id: i64,
+    cutoff: Millis,
+    now: Millis,
+) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id FROM orders o WHERE o.id = $3 AND {DUE}{}",
+        dialect.for_update()
+    )))
+    .bind(cutoff)
+    .bind(now)
+    .bind(order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+pub fn ids_json(orders: &[DueOrder]) -> String {
+    let mut out = String::with_capacity(orders.len() * 8 + 2);
+    out.push('[');
+    for (i, o) in orders.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&o.id.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// Cancels a claimed batch with the effects of the transition to `cancelled`: status,
+/// cancelled_at, cancel_reason, one history row each, stock released once with ledger
+/// rows, open payments closed (expired ones marked `expired`). Returns the units released,
+/// or an error if any order was not in the state the claim saw (the caller rolls back).
+pub async fn cancel_batch(
+    conn: &mut Conn,
+    dialect: Dialect,
+    batch: &[DueOrder],
+    now: Millis,
+) -> Result<i64> {
+    let ids = ids_json(batch);
+    let in_batch = dialect.json_ids(1);
+    let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3
+         WHERE status = 'pending' AND id IN ({in_batch})"
+    )))
+    .bind(&ids)
+    .bind(now)
+    .bind(REASON)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != batch.len() as u64 {
+        return Err(crate::Error::Conflict(format!(
+            "{} of {} claimed orders were no longer pending",
+            batch.len() as u64 - updated.rows_affected(),
+            batch.len()
+        )));
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+         SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM ({in_batch}) AS batch"
+    )))
+    .bind(&ids)
+    .bind(now)
+    .bind(ACTOR)
+    .bind(REASON)
+    .execute(&mut *conn)
+    .await?;
+    let units = super::ledger::return_stock_of_orders(
+        conn,
+        dialect,
+        &ids,
+        MovementReason::Release,
+        ACTOR,
+        Some(REASON),
+        now,
+    )
+    .await?;
+    super::payments::close_open_of_orders(conn, dialect, &ids, PaymentStatus::Cancelled, now)
+        .await?;
+    Ok(units)
+}
