@@ -35,6 +35,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP API and the scheduled sweep (applies migrations first).
+    Serve {
+        /// Address to listen on. Default: listen (127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Do not run the scheduled sweep in this process.
+        #[arg(long)]
+        no_scheduler: bool,
+    },
+    /// Run only the scheduled jobs (the unpaid-order sweep every sweep_interval_seconds).
+    Worker,
     /// Apply the database migrations (safe to run again).
     Migrate,
     /// Manage API tokens.
@@ -51,6 +62,23 @@ pub enum Command {
     },
     /// Create demo products, a staff and a customer token and some orders, and print them.
     Demo,
+    /// Print a signed payment-provider event and the curl line that sends it to the
+    /// webhook: simulates the provider locally. Uses webhook_secret.
+    SimulatePayment {
+        #[arg(long, value_name = "ID")]
+        payment_id: i64,
+        #[arg(long, value_enum, default_value = "succeeded")]
+        status: PaymentResultArg,
+        /// The amount the provider took (must equal the payment's amount to succeed).
+        #[arg(long, value_name = "CENTS")]
+        amount_cents: i64,
+        /// Default: a fresh random id. Reuse one to see a replay ignored.
+        #[arg(long, value_name = "ID")]
+        event_id: Option<String>,
+        /// Where ordo listens. Default: listen.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Cancel orders left unpaid past the timeout and release their stock. Safe to run
     /// from cron, and beside other sweeps: no order is cancelled or released twice.
     /// Orders with a payment still open (and unexpired) or succeeded are left alone.
@@ -98,6 +126,12 @@ pub enum TokenCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PaymentResultArg {
+    Succeeded,
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -224,6 +258,45 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             })
         }
         Command::CancelUnpaidOrders(args) => crate::sweep_cli::run(&settings, args).await,
+        Command::Serve {
+            listen,
+            no_scheduler,
+        } => serve(settings, listen, !no_scheduler).await,
+        Command::Worker => worker(settings).await,
+        Command::SimulatePayment {
+            payment_id,
+            status,
+            amount_cents,
+            event_id,
+            url,
+        } => {
+            let secret = settings.webhook_secret.clone().ok_or_else(|| Failure {
+                message: "set ORDO_WEBHOOK_SECRET (or webhook_secret in ordo.toml) first".into(),
+                status: 2,
+            })?;
+            let event_id = event_id.unwrap_or_else(|| {
+                format!(
+                    "sim-{}",
+                    crate::auth::token_hash(&format!("{:?}", std::time::SystemTime::now()))[..16]
+                        .to_owned()
+                )
+            });
+            let body = serde_json::json!({
+                "event_id": event_id,
+                "payment_id": payment_id,
+                "status": match status { PaymentResultArg::Succeeded => "succeeded", PaymentResultArg::Failed => "failed" },
+                "amount_cents": amount_cents,
+            })
+            .to_string();
+            let signature = crate::http::sign_webhook(secret.as_bytes(), body.as_bytes());
+            let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+            println!("{body}");
+            println!("X-Ordo-Signature: {signature}");
+            println!(
+                "curl -sS -X POST {url}/api/v1/payments/webhook -H 'Content-Type: application/json' -H 'X-Ordo-Signature: {signature}' -d '{body}'"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo => {
             let ordo = Ordo::open(&settings).await?;
             crate::demo::run(&ordo).await?;
@@ -231,6 +304,89 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn sweep_request(settings: &Settings) -> crate::sweep::SweepRequest {
+    crate::sweep::SweepRequest {
+        timeout_minutes: settings.unpaid_timeout_minutes,
+        dry_run: false,
+        batch_size: settings.sweep_batch_size,
+        limit: None,
+    }
+}
+
+async fn serve(
+    settings: Settings,
+    listen: Option<String>,
+    scheduler: bool,
+) -> Result<ExitCode, Failure> {
+    let ordo = Ordo::open(&settings).await?;
+    let listen = listen.unwrap_or_else(|| settings.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| Failure {
+            message: format!("cannot listen on {listen}: {e}"),
+            status: 2,
+        })?;
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
+    tracing::info!(address, database = %crate::config::redact_url(&settings.database_url), scheduler, "ordo serving");
+    let shutdown = crate::scheduler::Shutdown::new();
+    let jobs = scheduler.then(|| {
+        tokio::spawn(crate::scheduler::run_sweeps(
+            ordo.clone(),
+            sweep_request(&settings),
+            std::time::Duration::from_secs(settings.sweep_interval_seconds),
+            shutdown.clone(),
+        ))
+    });
+    let state = crate::http::AppState {
+        ordo: ordo.clone(),
+        webhook_secret: settings
+            .webhook_secret
+            .as_ref()
+            .map(|s| std::sync::Arc::from(s.as_bytes())),
+        sweep_batch_size: settings.sweep_batch_size,
+    };
+    let on_signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            crate::scheduler::signal().await;
+            tracing::info!("shutting down: finishing requests and the batch in hand");
+            shutdown.trigger();
+        }
+    };
+    let served = crate::http::serve(listener, state, on_signal).await;
+    shutdown.trigger();
+    if let Some(jobs) = jobs {
+        let _ = jobs.await;
+    }
+    ordo.db.close().await;
+    served.map_err(|e| Failure {
+        message: format!("server failed: {e}"),
+        status: 1,
+    })?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn worker(settings: Settings) -> Result<ExitCode, Failure> {
+    let ordo = Ordo::open(&settings).await?;
+    let shutdown = crate::scheduler::Shutdown::new();
+    let jobs = tokio::spawn(crate::scheduler::run_sweeps(
+        ordo.clone(),
+        sweep_request(&settings),
+        std::time::Duration::from_secs(settings.sweep_interval_seconds),
+        shutdown.clone(),
+    ));
+    crate::scheduler::signal().await;
+    tracing::info!("shutting down: finishing the batch in hand");
+    shutdown.trigger();
+    let _ = jobs.await;
+    ordo.db.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    #[error("this Idempotency-Key was already used for a different order")]
+    IdempotencyKeyReused,
+
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
 
@@ -72,6 +75,7 @@ impl Error {
             Error::InsufficientStock { .. } => "insufficient_stock",
             Error::Conflict(_) => "conflict",
             Error::Validation { .. } => "validation_failed",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::Config(_) => "configuration",
             Error::Database(_) | Error::Migrate(_) => "internal",
         }

@@ -23,7 +23,7 @@ pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
 /// A placed order and its first payment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PlacedOrder {
     pub order: OrderDetails,
     pub payment: Payment,
@@ -93,6 +93,17 @@ fn new_order_number() -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
     format!("ORD-{}-{}-{}", &code[0..4], &code[4..8], &code[8..12])
+}
+
+/// What makes two order requests the same: the customer, the merged lines and the note.
+fn request_hash(new: &NewOrder, lines: &[(i64, i64)]) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::json!({
+        "user_id": new.user_id,
+        "items": lines,
+        "note": new.note,
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// The lifecycle role `actor` plays for `order`. Another customer's order does not exist
@@ -210,6 +221,21 @@ impl Ordo {
     /// decrement, a ledger row each), creates the order, its items, its history's first row
     /// and its first payment. All or nothing.
     pub async fn place_order(&self, actor: Actor, new: &NewOrder) -> Result<PlacedOrder> {
+        self.place_order_once(actor, new, None)
+            .await
+            .map(|(placed, _)| placed)
+    }
+
+    /// Like [`Ordo::place_order`], honouring an idempotency key: the first request with a
+    /// key places the order; a retry with the same key and the same order gets that order
+    /// back (and `true`), with no second reservation; the same key with a different order is
+    /// refused. A placement that fails leaves the key unused.
+    pub async fn place_order_once(
+        &self,
+        actor: Actor,
+        new: &NewOrder,
+        idempotency_key: Option<&str>,
+    ) -> Result<(PlacedOrder, bool)> {
         match actor {
             Actor::Customer(id) if id != new.user_id => {
                 return Err(Error::Forbidden {
@@ -227,6 +253,38 @@ impl Ordo {
         let now = self.clock.now();
         let actor_label = actor.label();
         let mut tx = self.db.write_tx().await?;
+        let caller = match actor {
+            Actor::Customer(id) | Actor::Staff(id) => id,
+            Actor::Expiry | Actor::Payment => 0,
+        };
+        if let Some(key) = idempotency_key {
+            if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::validation(
+                    "Idempotency-Key",
+                    "1 to 200 visible ASCII characters",
+                ));
+            }
+            let hash = request_hash(new, &lines);
+            if !db::orders::claim_idempotency_key(&mut tx, caller, key, &hash, now).await? {
+                let (seen_hash, order_id) = db::orders::idempotency_key(&mut tx, caller, key)
+                    .await?
+                    .ok_or_else(|| Error::Conflict("idempotency key vanished; retry".into()))?;
+                if seen_hash != hash {
+                    return Err(Error::IdempotencyKeyReused);
+                }
+                let order_id = order_id.ok_or_else(|| {
+                    Error::Conflict("the first request with this key is still running".into())
+                })?;
+                drop(tx);
+                let order = self.order(actor, order_id).await?;
+                let payment = order
+                    .payments
+                    .first()
+                    .cloned()
+                    .ok_or(Error::NotFound { what: "payment" })?;
+                return Ok((PlacedOrder { order, payment }, true));
+            }
+        }
 
         let mut items = Vec::with_capacity(lines.len());
         let mut currency: Option<String> = None;
@@ -330,15 +388,21 @@ impl Ordo {
             now,
         )
         .await?;
+        if let Some(key) = idempotency_key {
+            db::orders::bind_idempotency_key(&mut tx, caller, key, order.id).await?;
+        }
         tx.commit().await?;
-        Ok(PlacedOrder {
-            order: OrderDetails {
-                order,
-                items,
-                payments: vec![payment.clone()],
+        Ok((
+            PlacedOrder {
+                order: OrderDetails {
+                    order,
+                    items,
+                    payments: vec![payment.clone()],
+                },
+                payment,
             },
-            payment,
-        })
+            false,
+        ))
     }
 
     /// Moves an order to `to` on behalf of `actor`: locked, checked against the lifecycle

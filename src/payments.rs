@@ -11,7 +11,7 @@ use crate::orders::{TransitionInput, apply_transition, role_for};
 use serde::Serialize;
 
 /// What a provider event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventOutcome {
     /// The payment succeeded and its order is now paid.

@@ -44,7 +44,7 @@ pub struct BatchReport {
     pub next: Cursor,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SweepFailure {
     pub order_id: i64,
     pub number: String,
@@ -52,7 +52,7 @@ pub struct SweepFailure {
 }
 
 /// The run's summary (`--json`, `POST /sweeps`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SweepSummary {
     pub dry_run: bool,
     pub timeout_minutes: u32,

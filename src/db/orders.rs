@@ -150,3 +150,55 @@ pub async fn list(conn: &mut Conn, filter: &OrderFilter) -> Result<Vec<Order>> {
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// Claims an idempotency key for a new order; `false` if the user has used it before.
+/// On PostgreSQL a concurrent claim of the same key waits for the first to finish.
+pub async fn claim_idempotency_key(
+    conn: &mut Conn,
+    user_id: i64,
+    key: &str,
+    request_hash: &str,
+    now: Millis,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
+         VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (user_id, key) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(request_hash)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The request hash and order recorded under a key.
+pub async fn idempotency_key(
+    conn: &mut Conn,
+    user_id: i64,
+    key: &str,
+) -> Result<Option<(String, Option<i64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+pub async fn bind_idempotency_key(
+    conn: &mut Conn,
+    user_id: i64,
+    key: &str,
+    order_id: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2")
+        .bind(user_id)
+        .bind(key)
+        .bind(order_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

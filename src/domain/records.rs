@@ -76,7 +76,7 @@ impl User {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
     pub sku: String,
@@ -88,12 +88,15 @@ pub struct Product {
     #[sqlx(try_from = "crate::db::DbFlag")]
     pub active: bool,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub sku: String,
     pub name: String,
@@ -102,7 +105,8 @@ pub struct NewProduct {
     pub stock: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     pub name: Option<String>,
     pub price_cents: Option<i64>,
@@ -129,7 +133,7 @@ impl MovementReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StockMovement {
     pub id: i64,
     pub product_id: i64,
@@ -139,11 +143,13 @@ pub struct StockMovement {
     pub actor: String,
     pub note: Option<String>,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
 }
 
 /// One line of a new order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OrderLine {
     pub product_id: i64,
     pub quantity: i64,
@@ -156,14 +162,14 @@ pub struct NewOrder {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OrderItem {
     pub product_id: i64,
     pub quantity: i64,
     pub unit_price_cents: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Order {
     pub id: i64,
     pub number: String,
@@ -174,14 +180,19 @@ pub struct Order {
     pub currency: String,
     pub note: Option<String>,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
     #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub paid_at: Option<Millis>,
     #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub completed_at: Option<Millis>,
     #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub cancelled_at: Option<Millis>,
     pub cancel_reason: Option<String>,
     pub carrier: Option<String>,
@@ -189,7 +200,7 @@ pub struct Order {
 }
 
 /// An order with its items and payments, as `GET /orders/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderDetails {
     #[serde(flatten)]
     pub order: Order,
@@ -197,7 +208,7 @@ pub struct OrderDetails {
     pub payments: Vec<Payment>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Pending,
@@ -241,7 +252,7 @@ impl TryFrom<String> for PaymentStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Payment {
     pub id: i64,
     pub order_id: i64,
@@ -250,28 +261,33 @@ pub struct Payment {
     #[sqlx(try_from = "String")]
     pub status: PaymentStatus,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Millis,
     pub provider_ref: Option<String>,
     #[sqlx(try_from = "crate::db::DbFlag")]
     pub refund_required: bool,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub from_status: Option<String>,
     pub to_status: String,
     pub actor: String,
     pub note: Option<String>,
     #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
 }
 
 /// A result the payment provider reports for one payment.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderEvent {
     pub event_id: String,
     pub payment_id: i64,
@@ -279,7 +295,7 @@ pub struct ProviderEvent {
     pub amount_cents: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderStatus {
     Succeeded,

@@ -1,0 +1,441 @@
+//! Sweep benchmark: N overdue orders (100 products, one item each), cancelled by
+//! `ordo cancel-unpaid-orders` (the real binary, as cron runs it), against the limit: the
+//! same work done by one hand-written set-based SQL statement on an identical copy.
+//!
+//!     cargo bench --bench sweep -- [--sizes 100000,1000000] [--backends sqlite,postgres] [--batch-size 1000]
+//!
+//! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres),
+//! a user that may create databases. Prints a Markdown table for BENCHMARKS.md.
+
+use ordo::Db;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PRODUCTS: i64 = 100;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Args {
+    sizes: Vec<i64>,
+    backends: Vec<Backend>,
+    batch_size: u32,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        sizes: vec![100_000, 1_000_000],
+        backends: vec![Backend::Postgres, Backend::Sqlite],
+        batch_size: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--sizes" => {
+                args.sizes = it
+                    .next()
+                    .expect("--sizes N,N")
+                    .split(',')
+                    .map(|s| s.trim().replace('_', "").parse().expect("a number"))
+                    .collect()
+            }
+            "--backends" => {
+                args.backends = it
+                    .next()
+                    .expect("--backends sqlite,postgres")
+                    .split(',')
+                    .map(|s| match s.trim() {
+                        "sqlite" => Backend::Sqlite,
+                        "postgres" => Backend::Postgres,
+                        other => panic!("unknown backend {other}"),
+                    })
+                    .collect()
+            }
+            "--batch-size" => {
+                args.batch_size = it
+                    .next()
+                    .expect("--batch-size N")
+                    .parse()
+                    .expect("a number")
+            }
+            _ => {} // `cargo bench` passes --bench
+        }
+    }
+    args
+}
+
+/// Seeds `n` overdue pending orders exactly as ordo would have written them: products with
+/// an opening-stock ledger row, one item per order, its reserve row, its history row and
+/// its expired payment.
+fn seed_sql(backend: Backend, n: i64, base: i64) -> Vec<String> {
+    let stock = 2 * n / PRODUCTS + 10;
+    let series = |body: &str| match backend {
+        Backend::Postgres => format!("{body} FROM generate_series(1, {n}) AS g(x)"),
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {n}) {body} FROM g"
+        ),
+    };
+    let products = match backend {
+        Backend::Postgres => format!(
+            "INSERT INTO products (id, sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)
+             SELECT x, 'BENCH-' || x, 'Bench product', 100, 'EUR', {stock}, 0, TRUE, 0, 0 FROM generate_series(1, {PRODUCTS}) AS g(x)"
+        ),
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {PRODUCTS})
+             INSERT INTO products (id, sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)
+             SELECT x, 'BENCH-' || x, 'Bench product', 100, 'EUR', {stock}, 0, 1, 0, 0 FROM g"
+        ),
+    };
+    let mut sql = vec![
+        "INSERT INTO users (id, name, role, created_at) VALUES (1, 'bench', 'customer', 0)".to_owned(),
+        products,
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         SELECT id, NULL, stock, 'adjust', 'user:1', 'opening stock', 0 FROM products"
+            .to_owned(),
+        series(&format!(
+            "INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at)
+             SELECT x, 'ORD-BENCH-' || x, 1, 'pending', 100, 'EUR', {base} + x, {base} + x"
+        )),
+        series(&format!(
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+             SELECT x, (x % {PRODUCTS}) + 1, 1, 100"
+        )),
+        series(&format!(
+            "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+             SELECT (x % {PRODUCTS}) + 1, x, -1, 'reserve', 'user:1', NULL, {base} + x"
+        )),
+        series(&format!(
+            "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+             SELECT x, NULL, 'pending', 'user:1', NULL, {base} + x"
+        )),
+        series(&format!(
+            "INSERT INTO payments (id, order_id, amount_cents, method, status, expires_at, provider_ref, refund_required, created_at, updated_at)
+             SELECT x, x, 100, 'card', 'pending', {base} + x + 1800000, NULL, {}, {base} + x, {base} + x",
+            if backend == Backend::Postgres { "FALSE" } else { "0" }
+        )),
+        "UPDATE products SET stock = stock - (SELECT COUNT(*) FROM order_items WHERE product_id = products.id)"
+            .to_owned(),
+    ];
+    if backend == Backend::Postgres {
+        for table in ["users", "products", "orders", "payments"] {
+            sql.push(format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
+            ));
+        }
+        sql.push("VACUUM ANALYZE".to_owned());
+    } else {
+        sql.push("ANALYZE".to_owned());
+    }
+    sql
+}
+
+/// The limit: the sweep's whole work as one set-based statement (PostgreSQL), or the
+/// fewest set-based statements in one transaction (SQLite has no data-modifying CTEs).
+fn baseline_sql(backend: Backend, cutoff: i64, now: i64) -> Vec<String> {
+    let due = format!(
+        "SELECT o.id FROM orders o WHERE o.status = 'pending' AND o.created_at <= {cutoff}
+           AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id
+             AND (p.status = 'succeeded' OR (p.status = 'pending' AND p.expires_at > {now})))"
+    );
+    match backend {
+        Backend::Postgres => vec![format!(
+            "WITH due AS ({due}),
+             cancelled AS (
+               UPDATE orders o SET status = 'cancelled', updated_at = {now}, cancelled_at = {now},
+                      cancel_reason = 'payment timeout'
+               FROM due WHERE o.id = due.id RETURNING o.id),
+             history AS (
+               INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+               SELECT id, 'pending', 'cancelled', 'system:expiry', 'payment timeout', {now} FROM cancelled),
+             items AS (
+               SELECT i.order_id, i.product_id, i.quantity FROM order_items i JOIN cancelled c ON c.id = i.order_id),
+             ledger AS (
+               INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+               SELECT product_id, order_id, quantity, 'release', 'system:expiry', 'payment timeout', {now} FROM items),
+             closed AS (
+               UPDATE payments p SET status = 'expired', updated_at = {now}
+               FROM cancelled c WHERE p.order_id = c.id AND p.status = 'pending')
+             UPDATE products pr SET stock = pr.stock + s.units, updated_at = {now}
+             FROM (SELECT product_id, SUM(quantity) AS units FROM items GROUP BY product_id) s
+             WHERE pr.id = s.product_id"
+        )],
+        Backend::Sqlite => vec![
+            "BEGIN IMMEDIATE".to_owned(),
+            format!("CREATE TEMP TABLE due AS {due}"),
+            format!(
+                "UPDATE orders SET status = 'cancelled', updated_at = {now}, cancelled_at = {now},
+                   cancel_reason = 'payment timeout' WHERE id IN (SELECT id FROM due)"
+            ),
+            format!(
+                "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+                 SELECT id, 'pending', 'cancelled', 'system:expiry', 'payment timeout', {now} FROM due"
+            ),
+            format!(
+                "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+                 SELECT i.product_id, i.order_id, i.quantity, 'release', 'system:expiry', 'payment timeout', {now}
+                 FROM order_items i JOIN due ON due.id = i.order_id"
+            ),
+            format!(
+                "UPDATE products SET stock = products.stock + s.units, updated_at = {now}
+                 FROM (SELECT i.product_id, SUM(i.quantity) AS units FROM order_items i
+                       JOIN due ON due.id = i.order_id GROUP BY i.product_id) s
+                 WHERE products.id = s.product_id"
+            ),
+            format!(
+                "UPDATE payments SET status = 'expired', updated_at = {now}
+                 WHERE status = 'pending' AND order_id IN (SELECT id FROM due)"
+            ),
+            "COMMIT".to_owned(),
+        ],
+    }
+}
+
+async fn execute_all(url: &str, statements: &[String]) -> Duration {
+    let db = Db::connect(url, 1).await.expect("connect");
+    let mut conn = db.pool().acquire().await.expect("connection");
+    let started = Instant::now();
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+    let elapsed = started.elapsed();
+    drop(conn);
+    db.close().await;
+    elapsed
+}
+
+async fn scalar(url: &str, sql: &str) -> i64 {
+    let db = Db::connect(url, 1).await.expect("connect");
+    let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(db.pool())
+        .await
+        .expect(sql);
+    db.close().await;
+    v
+}
+
+/// Runs a command, returning its wall time, peak RSS in KiB (from wait4) and stdout.
+fn run_measured(cmd: &mut Command) -> (Duration, i64, String, i32) {
+    let started = Instant::now();
+    // Reaped below with wait4, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ordo");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be filled in by wait4.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child; status and usage are valid for writes.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4");
+    let elapsed = started.elapsed();
+    let out = reader.join().expect("reader");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (elapsed, usage.ru_maxrss, out, code)
+}
+
+struct Row {
+    backend: Backend,
+    n: i64,
+    seed_s: f64,
+    baseline_s: f64,
+    sweep_s: f64,
+    sweep_wall_s: f64,
+    rss_mib: f64,
+}
+
+fn pg_url(base: &str, db: &str) -> String {
+    let (prefix, query) = match base.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}")),
+        None => (base, String::new()),
+    };
+    let cut = prefix[prefix.find("://").map_or(0, |i| i + 3)..]
+        .find('/')
+        .map(|i| i + prefix.find("://").map_or(0, |j| j + 3));
+    let root = cut.map_or(prefix, |c| &prefix[..c]);
+    format!("{root}/{db}{query}")
+}
+
+async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::Path) -> Row {
+    let admin = std::env::var("ORDO_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let (swept_url, limit_url) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", dir.join(format!("sweep-{n}.db")).display()),
+            format!("sqlite://{}", dir.join(format!("limit-{n}.db")).display()),
+        ),
+        Backend::Postgres => {
+            let admin_db = Db::connect(&admin, 1).await.expect("connect to PostgreSQL");
+            for name in ["ordo_bench_sweep", "ordo_bench_limit"] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(admin_db.pool())
+                .await
+                .expect("drop");
+            }
+            sqlx::raw_sql("CREATE DATABASE ordo_bench_sweep")
+                .execute(admin_db.pool())
+                .await
+                .expect("create");
+            admin_db.close().await;
+            (
+                pg_url(&admin, "ordo_bench_sweep"),
+                pg_url(&admin, "ordo_bench_limit"),
+            )
+        }
+    };
+    let db = Db::connect(&swept_url, 1).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    db.close().await;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let base = now - 24 * 3_600_000;
+    let started = Instant::now();
+    execute_all(&swept_url, &seed_sql(backend, n, base)).await;
+    let seed_s = started.elapsed().as_secs_f64();
+
+    // An identical copy for the limit.
+    match backend {
+        Backend::Sqlite => {
+            let db = Db::connect(&swept_url, 1).await.expect("connect");
+            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(db.pool())
+                .await
+                .expect("checkpoint");
+            db.close().await;
+            std::fs::copy(
+                dir.join(format!("sweep-{n}.db")),
+                dir.join(format!("limit-{n}.db")),
+            )
+            .expect("copy");
+        }
+        Backend::Postgres => {
+            let admin_db = Db::connect(&admin, 1).await.expect("connect");
+            sqlx::raw_sql("CREATE DATABASE ordo_bench_limit TEMPLATE ordo_bench_sweep")
+                .execute(admin_db.pool())
+                .await
+                .expect("copy database");
+            admin_db.close().await;
+        }
+    }
+
+    let cutoff = now - 30 * 60_000;
+    let baseline = execute_all(&limit_url, &baseline_sql(backend, cutoff, now)).await;
+
+    let (wall, rss_kib, stdout, code) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args([
+                "--database-url",
+                &swept_url,
+                "cancel-unpaid-orders",
+                "--json",
+                "--batch-size",
+                &batch_size.to_string(),
+            ])
+            .env("ORDO_LOG", "warn"),
+    );
+    assert_eq!(code, 0, "sweep failed: {stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("json summary");
+    assert_eq!(summary["cancelled"].as_i64(), Some(n), "{summary}");
+    let sweep_s = summary["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+
+    // Same outcome as the limit, and the invariants hold.
+    let probe = "SELECT CAST(SUM(stock) AS BIGINT) + (SELECT COUNT(*) FROM orders WHERE status = 'cancelled')
+                 + (SELECT COUNT(*) FROM stock_movements) + (SELECT COUNT(*) FROM order_status_history)
+                 + (SELECT COUNT(*) FROM payments WHERE status = 'expired') FROM products";
+    assert_eq!(
+        scalar(&swept_url, probe).await,
+        scalar(&limit_url, probe).await
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["--database-url", &swept_url, "check"])
+        .env("ORDO_LOG", "warn")
+        .output()
+        .expect("ordo check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    if backend == Backend::Sqlite {
+        for name in [format!("sweep-{n}.db"), format!("limit-{n}.db")] {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
+            }
+        }
+    }
+    Row {
+        backend,
+        n,
+        seed_s,
+        baseline_s: baseline.as_secs_f64(),
+        sweep_s,
+        sweep_wall_s: wall.as_secs_f64(),
+        rss_mib: rss_kib as f64 / 1024.0,
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rows = Vec::new();
+    for &backend in &args.backends {
+        for &n in &args.sizes {
+            eprintln!("{backend:?}: seeding {n} overdue orders...");
+            let row = rt.block_on(bench_one(backend, n, args.batch_size, dir.path()));
+            eprintln!(
+                "{backend:?} {n}: sweep {:.2} s, limit {:.2} s, peak RSS {:.1} MiB",
+                row.sweep_s, row.baseline_s, row.rss_mib
+            );
+            rows.push(row);
+        }
+    }
+    println!(
+        "| database | overdue orders | sweep (s) | sweep orders/s | limit: one set-based statement (s) | limit orders/s | sweep / limit rate | wall incl. start-up (s) | peak RSS (MiB) | seeding (s) |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in &rows {
+        let rate = r.n as f64 / r.sweep_s;
+        let limit_rate = r.n as f64 / r.baseline_s;
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            match r.backend {
+                Backend::Sqlite => "SQLite",
+                Backend::Postgres => "PostgreSQL",
+            },
+            r.n,
+            r.sweep_s,
+            rate,
+            r.baseline_s,
+            limit_rate,
+            rate / limit_rate,
+            r.sweep_wall_s,
+            r.rss_mib,
+            r.seed_s
+        );
+    }
+    println!(
+        "\nbatch size {}; {} products, one item per order",
+        args.batch_size, PRODUCTS
+    );
+}

@@ -1,0 +1,198 @@
+//! The HTTP API: JSON under `/api/v1`, bearer tokens, problem+json errors. Handlers only
+//! translate requests and errors; the work is done by the same library calls the CLI uses.
+//! Every handler is registered with its OpenAPI annotation, so `/openapi.json` is generated
+//! from the router itself.
+
+pub mod error;
+pub mod extract;
+mod health;
+mod orders;
+mod payments;
+mod products;
+mod sweeps;
+
+use crate::Ordo;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use error::{ApiError, REQUEST_ID};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+pub use payments::sign as sign_webhook;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub ordo: Ordo,
+    /// The payment provider's signing secret; the webhook refuses everything without it.
+    pub webhook_secret: Option<Arc<[u8]>>,
+    /// Orders per sweep transaction for `POST /sweeps`.
+    pub sweep_batch_size: u32,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ordo", description = "Order and inventory service for online shops."),
+    modifiers(&BearerAuth),
+    components(schemas(error::Problem))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router and the OpenAPI document generated from it.
+pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(
+            "/api/v1",
+            OpenApiRouter::new()
+                .merge(products::router())
+                .merge(orders::router())
+                .merge(payments::router())
+                .merge(sweeps::router()),
+        )
+        .merge(health::router())
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let spec = Arc::new(doc.clone());
+    let app = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state);
+    (app, doc)
+}
+
+/// Gives every request an id (or keeps the caller's `X-Request-Id`), makes it available to
+/// problem bodies, echoes it in the response, and logs one line per request.
+async fn request_context(request: Request, next: Next) -> Response {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            format!(
+                "{:x}-{}",
+                std::process::id(),
+                SEQUENCE.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: "ordo::http",
+        %method,
+        path,
+        status,
+        latency_ms = format_args!("{latency_ms:.2}"),
+        request_id = %id,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// `limit` and `cursor` of list endpoints.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(l) if (1..=200).contains(&l) => Ok(l),
+            Some(_) => Err(ApiError::bad_request(
+                "limit",
+                "limit must be between 1 and 200",
+            )),
+        }
+    }
+
+    pub fn cursor(&self) -> Result<Option<i64>, ApiError> {
+        match &self.cursor {
+            None => Ok(None),
+            Some(c) => c
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request("cursor", "not a cursor from this API")),
+        }
+    }
+}
+
+/// The cursor for the page after `items`, if it was full.
+pub fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<String> {
+    (items.len() as i64 == limit)
+        .then(|| items.last().map(|i| id(i).to_string()))
+        .flatten()
+}
+
+/// Serves until `shutdown` resolves, then finishes the requests in hand.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (app, _) = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,313 @@
+//! `/orders`: placing orders, reading them, and every lifecycle move.
+
+use super::error::{ApiError, Problem};
+use super::extract::{Caller, Json, OptionalJson, Path, Query};
+use super::{AppState, PageParams, next_cursor};
+use crate::domain::{
+    HistoryEntry, NewOrder, Order, OrderDetails, OrderLine, OrderStatus, Payment, UserRole,
+    parse_rfc3339,
+};
+use crate::orders::{OrderFilter, PlacedOrder, TransitionInput};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(order_history))
+        .routes(routes!(cancel_order))
+        .routes(routes!(ship_order))
+        .routes(routes!(complete_order))
+        .routes(routes!(request_refund))
+        .routes(routes!(approve_refund))
+        .routes(routes!(reject_refund))
+        .routes(routes!(open_payment))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub items: Vec<OrderLine>,
+    pub note: Option<String>,
+    /// The customer the order is for: staff only, and required for staff.
+    pub user_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub items: Vec<Order>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipRequest {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// Only orders in this status.
+    pub status: Option<String>,
+    /// Only orders created before this instant (RFC 3339).
+    pub created_before: Option<String>,
+    /// Only orders created after this instant (RFC 3339).
+    pub created_after: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Place an order. Stock is reserved at once; the first payment is opened. With an
+/// `Idempotency-Key` header, a retry of the same request returns the same order.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    security(("bearer" = [])),
+    responses((status = 201, body = PlacedOrder), (status = 200, body = PlacedOrder,
+        description = "A retry with the same Idempotency-Key"), (status = "4XX", body = Problem)))]
+async fn place_order(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    Json(request): Json<OrderRequest>,
+) -> Result<(StatusCode, Json<PlacedOrder>), ApiError> {
+    let user_id = match (user.role, request.user_id) {
+        (UserRole::Customer, None) => user.id,
+        (UserRole::Customer, Some(id)) => id,
+        (UserRole::Staff, Some(id)) => id,
+        (UserRole::Staff, None) => {
+            return Err(ApiError::validation(
+                "user_id",
+                "staff must name the customer in user_id",
+            ));
+        }
+    };
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::validation("Idempotency-Key", "must be visible ASCII"))?,
+        ),
+    };
+    let new = NewOrder {
+        user_id,
+        items: request.items,
+        note: request.note,
+    };
+    let (placed, replayed) = state.ordo.place_order_once(user.actor(), &new, key).await?;
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(placed)))
+}
+
+/// List orders, newest first: a customer's own, or (staff) everyone's.
+#[utoipa::path(get, path = "/orders", tag = "orders", params(OrderQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = OrderPage), (status = "4XX", body = Problem)))]
+async fn list_orders(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Query(query): Query<OrderQuery>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    let time = |field: &str, v: &Option<String>| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(|s| parse_rfc3339(s).map_err(|e| ApiError::bad_request(field, e)))
+            .transpose()
+    };
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<OrderStatus>()
+                .map_err(|e| ApiError::bad_request("status", e.to_string()))
+        })
+        .transpose()?;
+    let filter = OrderFilter {
+        user_id: None,
+        status,
+        created_before: time("created_before", &query.created_before)?,
+        created_after: time("created_after", &query.created_after)?,
+        before_id: page.cursor()?,
+        limit,
+    };
+    let items = state.ordo.orders(user.actor(), filter).await?;
+    let next_cursor = next_cursor(&items, limit, |o| o.id);
+    Ok(Json(OrderPage { items, next_cursor }))
+}
+
+/// One order with its items and payments (its owner or staff).
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn get_order(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    Ok(Json(state.ordo.order(user.actor(), id).await?))
+}
+
+/// An order's status history, oldest first.
+#[utoipa::path(get, path = "/orders/{id}/history", tag = "orders", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<HistoryEntry>), (status = "4XX", body = Problem)))]
+async fn order_history(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    Ok(Json(state.ordo.order_history(user.actor(), id).await?))
+}
+
+async fn move_order(
+    state: &AppState,
+    user: &crate::domain::User,
+    id: i64,
+    to: OrderStatus,
+    input: TransitionInput,
+) -> Result<Json<OrderDetails>, ApiError> {
+    state.ordo.transition(user.actor(), id, to, &input).await?;
+    Ok(Json(state.ordo.order(user.actor(), id).await?))
+}
+
+fn reason(body: Option<ReasonRequest>) -> TransitionInput {
+    TransitionInput {
+        note: body.and_then(|b| b.reason),
+        ..TransitionInput::default()
+    }
+}
+
+/// Cancel an order: its owner while pending, staff while pending or paid. Stock is
+/// released; a payment already taken is flagged for refund.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path)),
+    request_body = Option<ReasonRequest>, security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+    OptionalJson(body): OptionalJson<ReasonRequest>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    move_order(&state, &user, id, OrderStatus::Cancelled, reason(body)).await
+}
+
+/// Ship a paid order (staff).
+#[utoipa::path(post, path = "/orders/{id}/ship", tag = "orders", params(("id" = i64, Path)),
+    request_body = ShipRequest, security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn ship_order(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+    Json(ship): Json<ShipRequest>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    for (field, value) in [
+        ("carrier", &ship.carrier),
+        ("tracking_number", &ship.tracking_number),
+    ] {
+        if value.trim().is_empty() || value.chars().count() > 200 {
+            return Err(ApiError::validation(
+                field,
+                format!("{field} must be 1 to 200 characters"),
+            ));
+        }
+    }
+    let input = TransitionInput {
+        note: Some(format!("{} {}", ship.carrier, ship.tracking_number)),
+        carrier: Some(ship.carrier),
+        tracking_number: Some(ship.tracking_number),
+    };
+    move_order(&state, &user, id, OrderStatus::Shipped, input).await
+}
+
+/// Confirm receipt of a shipped order (owner or staff).
+#[utoipa::path(post, path = "/orders/{id}/complete", tag = "orders", params(("id" = i64, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn complete_order(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    move_order(
+        &state,
+        &user,
+        id,
+        OrderStatus::Completed,
+        TransitionInput::default(),
+    )
+    .await
+}
+
+/// Ask for a refund of a paid, shipped or completed order (owner or staff).
+#[utoipa::path(post, path = "/orders/{id}/refund", tag = "orders", params(("id" = i64, Path)),
+    request_body = Option<ReasonRequest>, security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn request_refund(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+    OptionalJson(body): OptionalJson<ReasonRequest>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    move_order(&state, &user, id, OrderStatus::Refunding, reason(body)).await
+}
+
+/// Approve a refund (staff): stock goes back, the payment is refunded.
+#[utoipa::path(post, path = "/orders/{id}/refund/approve", tag = "orders",
+    params(("id" = i64, Path)), request_body = Option<ReasonRequest>, security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn approve_refund(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+    OptionalJson(body): OptionalJson<ReasonRequest>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    move_order(&state, &user, id, OrderStatus::Refunded, reason(body)).await
+}
+
+/// Reject a refund (staff): the order goes back to paid.
+#[utoipa::path(post, path = "/orders/{id}/refund/reject", tag = "orders",
+    params(("id" = i64, Path)), request_body = Option<ReasonRequest>, security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+async fn reject_refund(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+    OptionalJson(body): OptionalJson<ReasonRequest>,
+) -> Result<Json<OrderDetails>, ApiError> {
+    move_order(&state, &user, id, OrderStatus::Paid, reason(body)).await
+}
+
+/// The order's open payment, or a new one if the last expired or failed (owner, pending
+/// orders within their unpaid timeout).
+#[utoipa::path(post, path = "/orders/{id}/payments", tag = "payments",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = "4XX", body = Problem)))]
+async fn open_payment(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(state.ordo.open_payment(user.actor(), id).await?))
+}

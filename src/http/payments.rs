@@ -1,0 +1,141 @@
+//! `/payments`: the provider's webhook and the late payments staff must refund.
+
+use super::error::{ApiError, Problem};
+use super::extract::{Caller, Json, Query, parse_json};
+use super::{AppState, PageParams, next_cursor};
+use crate::domain::{Payment, ProviderEvent};
+use crate::payments::EventOutcome;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The header carrying the hex HMAC-SHA256 of the raw body.
+pub const SIGNATURE_HEADER: &str = "x-ordo-signature";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(webhook))
+        .routes(routes!(payments_to_refund))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookResult {
+    pub outcome: EventOutcome,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentPage {
+    pub items: Vec<Payment>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RefundQuery {
+    /// Must be `true`: the succeeded payments whose order did not take them.
+    pub refund_required: bool,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The hex HMAC-SHA256 of `body` under `secret`, as the provider sends it.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks the signature in constant time.
+fn verify(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
+    let Ok(signature) = hex::decode(signature_hex.trim()) else {
+        return false;
+    };
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// The payment provider reports a result. The body is signed: `X-Ordo-Signature` is the
+/// hex HMAC-SHA256 of the raw body with the webhook secret. Each event id is applied at most
+/// once; a replay answers 200 with outcome `replayed`.
+#[utoipa::path(post, path = "/payments/webhook", tag = "payments", request_body = ProviderEvent,
+    params(("X-Ordo-Signature" = String, Header, description = "hex HMAC-SHA256 of the body")),
+    responses((status = 200, body = WebhookResult), (status = "4XX", body = Problem),
+        (status = 503, body = Problem, description = "No webhook secret configured")))]
+async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WebhookResult>, ApiError> {
+    let Some(secret) = &state.webhook_secret else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the payment webhook is off: set ORDO_WEBHOOK_SECRET",
+        ));
+    };
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("missing X-Ordo-Signature"))?;
+    if !verify(secret, &body, signature) {
+        return Err(ApiError::unauthorized("bad signature"));
+    }
+    let event: ProviderEvent = parse_json(&body)?;
+    let outcome = state.ordo.apply_provider_event(&event).await?;
+    tracing::info!(event_id = %event.event_id, payment_id = event.payment_id, ?outcome, "payment event");
+    Ok(Json(WebhookResult { outcome }))
+}
+
+/// Late payments to refund: succeeded payments whose order was cancelled or already paid
+/// (staff).
+#[utoipa::path(get, path = "/payments", tag = "payments", params(RefundQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = PaymentPage), (status = "4XX", body = Problem)))]
+async fn payments_to_refund(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Query(query): Query<RefundQuery>,
+) -> Result<Json<PaymentPage>, ApiError> {
+    if !query.refund_required {
+        return Err(ApiError::bad_request(
+            "refund_required",
+            "only refund_required=true is supported",
+        ));
+    }
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    let limit = page.limit()?;
+    let items = state
+        .ordo
+        .payments_to_refund(user.actor(), page.cursor()?.unwrap_or(0), limit)
+        .await?;
+    let next_cursor = next_cursor(&items, limit, |p| p.id);
+    Ok(Json(PaymentPage { items, next_cursor }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures() {
+        let sig = sign(b"secret", b"{}");
+        assert!(verify(b"secret", b"{}", &sig));
+        assert!(!verify(b"secret", b"{ }", &sig));
+        assert!(!verify(b"other", b"{}", &sig));
+        assert!(!verify(b"secret", b"{}", "zz"));
+        assert!(!verify(b"secret", b"{}", ""));
+    }
+}
