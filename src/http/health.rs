@@ -21,7 +21,7 @@ async fn healthz() -> &'static str {
 
 /// The database is reachable.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = String), (status = 503, body = Problem)))]
+    responses((status = 200, body = String), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.ordo.db.ping()).await;
     match ping {

@@ -77,7 +77,7 @@ pub struct OrderQuery {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     security(("bearer" = [])),
     responses((status = 201, body = PlacedOrder), (status = 200, body = PlacedOrder,
-        description = "A retry with the same Idempotency-Key"), (status = "4XX", body = Problem)))]
+        description = "A retry with the same Idempotency-Key"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -119,7 +119,7 @@ async fn place_order(
 /// List orders, newest first: a customer's own, or (staff) everyone's.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(OrderQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = OrderPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list_orders(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -159,7 +159,7 @@ async fn list_orders(
 /// One order with its items and payments (its owner or staff).
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(("id" = i64, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_order(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -171,7 +171,7 @@ async fn get_order(
 /// An order's status history, oldest first.
 #[utoipa::path(get, path = "/orders/{id}/history", tag = "orders", params(("id" = i64, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<HistoryEntry>), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Vec<HistoryEntry>), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn order_history(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -202,7 +202,7 @@ fn reason(body: Option<ReasonRequest>) -> TransitionInput {
 /// released; a payment already taken is flagged for refund.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", params(("id" = i64, Path)),
     request_body = Option<ReasonRequest>, security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn cancel_order(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -215,7 +215,7 @@ async fn cancel_order(
 /// Ship a paid order (staff).
 #[utoipa::path(post, path = "/orders/{id}/ship", tag = "orders", params(("id" = i64, Path)),
     request_body = ShipRequest, security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn ship_order(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -244,7 +244,7 @@ async fn ship_order(
 /// Confirm receipt of a shipped order (owner or staff).
 #[utoipa::path(post, path = "/orders/{id}/complete", tag = "orders", params(("id" = i64, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn complete_order(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -263,7 +263,7 @@ async fn complete_order(
 /// Ask for a refund of a paid, shipped or completed order (owner or staff).
 #[utoipa::path(post, path = "/orders/{id}/refund", tag = "orders", params(("id" = i64, Path)),
     request_body = Option<ReasonRequest>, security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn request_refund(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -276,7 +276,7 @@ async fn request_refund(
 /// Approve a refund (staff): stock goes back, the payment is refunded.
 #[utoipa::path(post, path = "/orders/{id}/refund/approve", tag = "orders",
     params(("id" = i64, Path)), request_body = Option<ReasonRequest>, security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn approve_refund(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -289,7 +289,7 @@ async fn approve_refund(
 /// Reject a refund (staff): the order goes back to paid.
 #[utoipa::path(post, path = "/orders/{id}/refund/reject", tag = "orders",
     params(("id" = i64, Path)), request_body = Option<ReasonRequest>, security(("bearer" = [])),
-    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn reject_refund(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -303,7 +303,7 @@ async fn reject_refund(
 /// orders within their unpaid timeout).
 #[utoipa::path(post, path = "/orders/{id}/payments", tag = "payments",
     params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Payment), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Payment), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn open_payment(
     State(state): State<AppState>,
     Caller(user): Caller,

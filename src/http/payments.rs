@@ -69,7 +69,7 @@ fn verify(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
 /// once; a replay answers 200 with outcome `replayed`.
 #[utoipa::path(post, path = "/payments/webhook", tag = "payments", request_body = ProviderEvent,
     params(("X-Ordo-Signature" = String, Header, description = "hex HMAC-SHA256 of the body")),
-    responses((status = 200, body = WebhookResult), (status = "4XX", body = Problem),
+    responses((status = 200, body = WebhookResult), (status = "4XX", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, description = "No webhook secret configured")))]
 async fn webhook(
     State(state): State<AppState>,
@@ -100,7 +100,7 @@ async fn webhook(
 /// (staff).
 #[utoipa::path(get, path = "/payments", tag = "payments", params(RefundQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = PaymentPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = PaymentPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn payments_to_refund(
     State(state): State<AppState>,
     Caller(user): Caller,

@@ -43,7 +43,7 @@ pub struct StockAdjustment {
 /// Add a product (staff).
 #[utoipa::path(post, path = "/products", tag = "products", request_body = NewProduct,
     security(("bearer" = [])),
-    responses((status = 201, body = Product), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_product(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -56,7 +56,7 @@ async fn create_product(
 /// List products, in id order.
 #[utoipa::path(get, path = "/products", tag = "products", params(PageParams),
     security(("bearer" = [])),
-    responses((status = 200, body = ProductPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = ProductPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list_products(
     State(state): State<AppState>,
     _caller: Caller,
@@ -74,7 +74,7 @@ async fn list_products(
 /// One product.
 #[utoipa::path(get, path = "/products/{id}", tag = "products", params(("id" = i64, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = Product), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_product(
     State(state): State<AppState>,
     _caller: Caller,
@@ -87,7 +87,7 @@ async fn get_product(
 /// through stock adjustments.
 #[utoipa::path(patch, path = "/products/{id}", tag = "products", params(("id" = i64, Path)),
     request_body = ProductPatch, security(("bearer" = [])),
-    responses((status = 200, body = Product), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update_product(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -102,7 +102,7 @@ async fn update_product(
 /// Adjust stock through the ledger (staff); below zero is refused with insufficient_stock.
 #[utoipa::path(post, path = "/products/{id}/stock-adjustments", tag = "products",
     params(("id" = i64, Path)), request_body = StockAdjustment, security(("bearer" = [])),
-    responses((status = 200, body = Product), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn adjust_stock(
     State(state): State<AppState>,
     Caller(user): Caller,
@@ -124,7 +124,7 @@ async fn adjust_stock(
 /// A product's stock ledger, newest first (staff).
 #[utoipa::path(get, path = "/products/{id}/stock-movements", tag = "products",
     params(("id" = i64, Path), PageParams), security(("bearer" = [])),
-    responses((status = 200, body = MovementPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = MovementPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn stock_movements(
     State(state): State<AppState>,
     Caller(user): Caller,

@@ -32,7 +32,7 @@ pub struct SweepParams {
 /// Cancel (or, with dry_run, preview) orders left unpaid past the timeout (staff).
 #[utoipa::path(post, path = "/sweeps", tag = "sweeps", request_body = Option<SweepParams>,
     security(("bearer" = [])),
-    responses((status = 200, body = SweepSummary), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = SweepSummary), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn run_sweep(
     State(state): State<AppState>,
     Caller(user): Caller,

@@ -152,6 +152,8 @@ pub struct TestShop {
     pub ordo: Ordo,
     pub staff: User,
     pub customer: User,
+    pub staff_token: String,
+    pub customer_token: String,
     #[allow(dead_code)]
     pub backend: Backend,
     pub database: TestDatabase,
@@ -169,11 +171,11 @@ impl TestShop {
             .expect("connect");
         db.migrate().await.expect("migrate");
         let ordo = Ordo::new(db, Policy::default(), Clock::fixed(T0));
-        let (staff, _) = ordo
+        let (staff, staff_token) = ordo
             .create_user_with_token("staff", UserRole::Staff)
             .await
             .expect("staff");
-        let (customer, _) = ordo
+        let (customer, customer_token) = ordo
             .create_user_with_token("customer", UserRole::Customer)
             .await
             .expect("customer");
@@ -181,6 +183,8 @@ impl TestShop {
             ordo,
             staff,
             customer,
+            staff_token: staff_token.expose().to_owned(),
+            customer_token: customer_token.expose().to_owned(),
             backend,
             database,
         }

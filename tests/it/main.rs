@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod api;
 mod check;
 mod cli;
 mod inventory;
