@@ -7,8 +7,12 @@
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres),
 //! a user that may create databases. Prints a Markdown table for BENCHMARKS.md.
 
+mod common;
+
+use common::pg_url;
 use ordo::Db;
 use std::process::Command;
+
 use std::time::{Duration, Instant};
 
 const PRODUCTS: i64 = 100;
@@ -219,22 +223,69 @@ async fn scalar(url: &str, sql: &str) -> i64 {
     v
 }
 
-/// Runs a command, returning its wall time, peak RSS in KiB (from wait4) and stdout.
-fn run_measured(cmd: &mut Command) -> (Duration, i64, String, i32) {
+/// Runs `program args` with `ORDO_LOG=warn`, returning its wall time, peak RSS in KiB
+/// (from wait4) and stdout. Started with posix_spawn (vfork semantics): a forked copy of
+/// this benchmark would count its own memory in the child's peak RSS.
+fn run_measured(program: &str, args: &[&str]) -> (Duration, i64, String, i32) {
+    use std::ffi::CString;
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid two-element array for pipe to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    let argv: Vec<CString> = std::iter::once(program)
+        .chain(args.iter().copied())
+        .map(|a| CString::new(a).expect("argument"))
+        .collect();
+    let envp: Vec<CString> = std::env::vars()
+        .filter(|(k, _)| k != "ORDO_LOG")
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(std::iter::once("ORDO_LOG=warn".to_owned()))
+        .map(|e| CString::new(e).expect("environment"))
+        .collect();
+    let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let mut envp_ptrs: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr() as *mut _).collect();
+    envp_ptrs.push(std::ptr::null_mut());
+    // The child's peak RSS starts from ours: the kernel carries the spawning address
+    // space's high-water mark across exec. So give freed heap back and reset our own
+    // high-water mark (clear_refs 5) first, and report what we hold.
+    // SAFETY: malloc_trim only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let own = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    eprintln!("benchmark process before spawning: {own}");
     let started = Instant::now();
-    // Reaped below with wait4, which also reports the child's peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn ordo");
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
-        s
-    });
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: the file actions are initialised before use and destroyed after; argv and envp
+    // are null-terminated arrays of C strings that outlive the call.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut actions);
+        libc::posix_spawn_file_actions_adddup2(&mut actions, write_fd, 1);
+        libc::posix_spawn_file_actions_addclose(&mut actions, read_fd);
+        let rc = libc::posix_spawn(
+            &mut pid,
+            argv[0].as_ptr(),
+            &actions,
+            std::ptr::null(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+        );
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        assert_eq!(rc, 0, "posix_spawn {program}");
+        libc::close(write_fd);
+    }
+    // SAFETY: read_fd is the pipe's read end, owned from here on.
+    let mut stdout = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(read_fd) };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).ok();
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value to be filled in by wait4.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -242,7 +293,6 @@ fn run_measured(cmd: &mut Command) -> (Duration, i64, String, i32) {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4");
     let elapsed = started.elapsed();
-    let out = reader.join().expect("reader");
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
@@ -259,18 +309,6 @@ struct Row {
     sweep_s: f64,
     sweep_wall_s: f64,
     rss_mib: f64,
-}
-
-fn pg_url(base: &str, db: &str) -> String {
-    let (prefix, query) = match base.split_once('?') {
-        Some((p, q)) => (p, format!("?{q}")),
-        None => (base, String::new()),
-    };
-    let cut = prefix[prefix.find("://").map_or(0, |i| i + 3)..]
-        .find('/')
-        .map(|i| i + prefix.find("://").map_or(0, |j| j + 3));
-    let root = cut.map_or(prefix, |c| &prefix[..c]);
-    format!("{root}/{db}{query}")
 }
 
 async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::Path) -> Row {
@@ -311,6 +349,10 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
     let started = Instant::now();
     execute_all(&swept_url, &seed_sql(backend, n, base)).await;
     let seed_s = started.elapsed().as_secs_f64();
+    if std::env::var("ORDO_BENCH_SEED_ONLY").is_ok() {
+        eprintln!("seeded {swept_url}");
+        std::process::exit(0);
+    }
 
     // An identical copy for the limit.
     match backend {
@@ -340,17 +382,17 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
     let cutoff = now - 30 * 60_000;
     let baseline = execute_all(&limit_url, &baseline_sql(backend, cutoff, now)).await;
 
+    let batch = batch_size.to_string();
     let (wall, rss_kib, stdout, code) = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .args([
-                "--database-url",
-                &swept_url,
-                "cancel-unpaid-orders",
-                "--json",
-                "--batch-size",
-                &batch_size.to_string(),
-            ])
-            .env("ORDO_LOG", "warn"),
+        env!("CARGO_BIN_EXE_ordo"),
+        &[
+            "--database-url",
+            &swept_url,
+            "cancel-unpaid-orders",
+            "--json",
+            "--batch-size",
+            &batch,
+        ],
     );
     assert_eq!(code, 0, "sweep failed: {stdout}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("json summary");
@@ -376,7 +418,7 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
         String::from_utf8_lossy(&check.stdout)
     );
 
-    if backend == Backend::Sqlite {
+    if backend == Backend::Sqlite && std::env::var("ORDO_BENCH_KEEP").is_err() {
         for name in [format!("sweep-{n}.db"), format!("limit-{n}.db")] {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
@@ -396,13 +438,17 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
 
 fn main() {
     let args = parse_args();
-    let dir = tempfile::tempdir().expect("temp dir");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().to_path_buf();
+    if std::env::var("ORDO_BENCH_KEEP").is_ok() {
+        eprintln!("keeping SQLite databases in {}", temp.keep().display());
+    }
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = Vec::new();
     for &backend in &args.backends {
         for &n in &args.sizes {
             eprintln!("{backend:?}: seeding {n} overdue orders...");
-            let row = rt.block_on(bench_one(backend, n, args.batch_size, dir.path()));
+            let row = rt.block_on(bench_one(backend, n, args.batch_size, &dir));
             eprintln!(
                 "{backend:?} {n}: sweep {:.2} s, limit {:.2} s, peak RSS {:.1} MiB",
                 row.sweep_s, row.baseline_s, row.rss_mib

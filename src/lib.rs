@@ -61,7 +61,13 @@ impl Ordo {
 
     /// Connects as the settings say and applies migrations.
     pub async fn open(settings: &Settings) -> Result<Ordo> {
-        let db = Db::connect(&settings.database_url, settings.max_connections).await?;
+        Self::open_with_connections(settings, settings.max_connections).await
+    }
+
+    /// Like [`Ordo::open`], with at most `max_connections` (one-shot commands need few; on
+    /// SQLite every connection carries its own page cache).
+    pub async fn open_with_connections(settings: &Settings, max_connections: u32) -> Result<Ordo> {
+        let db = Db::connect(&settings.database_url, max_connections).await?;
         db.migrate().await?;
         Ok(Ordo::new(db, settings.policy(), Clock::system()))
     }

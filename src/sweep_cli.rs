@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failure> {
-    let mut ordo = Ordo::open(settings).await?;
+    // The sweep works one batch at a time: two connections are plenty, and a small pool
+    // keeps memory flat however long the run.
+    let mut ordo = Ordo::open_with_connections(settings, settings.max_connections.min(2)).await?;
     if let Some(now) = args.now {
         ordo.clock = Clock::fixed(now);
     }
