@@ -213,6 +213,8 @@ pub(crate) async fn apply_transition(
         _ => {}
     }
     db::history::append(conn, order.id, Some(from), to, &actor_label, note, now).await?;
+    metrics::counter!("ordo_order_transitions_total", "from" => from.as_str(), "to" => to.as_str())
+        .increment(1);
     Ok(updated)
 }
 
@@ -392,6 +394,7 @@ impl Ordo {
             db::orders::bind_idempotency_key(&mut tx, caller, key, order.id).await?;
         }
         tx.commit().await?;
+        metrics::counter!("ordo_orders_placed_total").increment(1);
         Ok((
             PlacedOrder {
                 order: OrderDetails {

@@ -167,6 +167,12 @@ impl Ordo {
         Ok(outcome)
     }
 
+    /// How many succeeded payments await a refund.
+    pub async fn count_payments_to_refund(&self) -> Result<i64> {
+        let mut conn = self.db.pool().acquire().await?;
+        db::payments::count_refund_required(&mut conn).await
+    }
+
     /// Succeeded payments whose order did not take them (late payments), to refund.
     pub async fn payments_to_refund(
         &self,

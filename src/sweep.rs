@@ -81,6 +81,17 @@ impl SweepRequest {
 }
 
 impl Ordo {
+    /// The age in milliseconds of the oldest order a sweep with this timeout would cancel
+    /// now, if any.
+    pub async fn oldest_due_order_age_ms(&self, timeout_minutes: u32) -> Result<Option<Millis>> {
+        let now = self.clock.now();
+        let cutoff = now - i64::from(timeout_minutes) * 60_000;
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(queries::oldest_due(&mut conn, cutoff, now)
+            .await?
+            .map(|created| now - created))
+    }
+
     /// How many orders a sweep with this timeout would find now.
     pub async fn count_due_orders(&self, timeout_minutes: u32) -> Result<i64> {
         let now = self.clock.now();
@@ -124,7 +135,11 @@ impl Ordo {
             }
         };
         match batch {
-            Ok(units) => Ok(report(due, |_| OrderOutcome::Cancelled, units, cursor)),
+            Ok(units) => {
+                metrics::counter!("ordo_order_transitions_total", "from" => "pending", "to" => "cancelled")
+                    .increment(due.len() as u64);
+                Ok(report(due, |_| OrderOutcome::Cancelled, units, cursor))
+            }
             Err(err) => {
                 tracing::warn!(
                     error = %err,
@@ -271,6 +286,14 @@ impl Ordo {
         } else {
             0.0
         };
+        let dry_run = if summary.dry_run { "true" } else { "false" };
+        metrics::counter!("ordo_sweep_runs_total", "dry_run" => dry_run).increment(1);
+        metrics::counter!("ordo_sweep_orders_cancelled_total").increment(summary.cancelled);
+        metrics::counter!("ordo_sweep_units_released_total")
+            .increment(summary.units_released.max(0) as u64);
+        metrics::counter!("ordo_sweep_errors_total").increment(summary.errors);
+        metrics::histogram!("ordo_sweep_duration_seconds", "dry_run" => dry_run)
+            .record(elapsed.as_secs_f64());
         tracing::info!(
             dry_run = summary.dry_run,
             timeout_minutes = summary.timeout_minutes,

@@ -18,3 +18,81 @@ pub fn init(filter: &str, format: LogFormat) {
             .try_init(),
     };
 }
+
+/// The process's Prometheus recorder, installed on first use. Library code records through
+/// the `metrics` macros, which do nothing until a recorder is installed.
+pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    use std::sync::OnceLock;
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            const SECONDS: &[f64] = &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe_metrics();
+                    Some(handle)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "ordo_http_requests_total",
+        "HTTP requests by method, route and status"
+    );
+    describe_histogram!(
+        "ordo_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency by method and route"
+    );
+    describe_counter!("ordo_orders_placed_total", "Orders placed");
+    describe_counter!(
+        "ordo_order_transitions_total",
+        "Order status changes by from and to status"
+    );
+    describe_counter!(
+        "ordo_sweep_runs_total",
+        "Unpaid-order sweep runs, by dry_run"
+    );
+    describe_counter!(
+        "ordo_sweep_orders_cancelled_total",
+        "Orders the sweep cancelled"
+    );
+    describe_counter!(
+        "ordo_sweep_units_released_total",
+        "Stock units the sweep released"
+    );
+    describe_counter!(
+        "ordo_sweep_errors_total",
+        "Orders the sweep failed to cancel"
+    );
+    describe_histogram!(
+        "ordo_sweep_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of sweep runs"
+    );
+    describe_gauge!(
+        "ordo_oldest_overdue_order_age_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest order the sweep would cancel now (0 when none)"
+    );
+    describe_gauge!(
+        "ordo_late_payments_awaiting_refund",
+        "Succeeded payments flagged refund_required"
+    );
+}

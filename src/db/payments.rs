@@ -162,3 +162,11 @@ pub async fn refund_required(conn: &mut Conn, after_id: i64, limit: i64) -> Resu
     .fetch_all(&mut *conn)
     .await?)
 }
+
+pub async fn count_refund_required(conn: &mut Conn) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM payments WHERE refund_required")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}

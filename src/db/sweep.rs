@@ -60,6 +60,17 @@ pub async fn count_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<i
     .await?)
 }
 
+/// When the oldest due order was created.
+pub async fn oldest_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<Option<Millis>> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT o.created_at FROM orders o WHERE {DUE} ORDER BY o.created_at, o.id LIMIT 1"
+    )))
+    .bind(cutoff)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 /// The next `limit` due orders after `cursor`, oldest first. With `lock`, the rows are
 /// claimed for this transaction: on PostgreSQL rows another sweep (or a payment) holds
 /// are skipped, so concurrent sweeps take disjoint batches; on SQLite the transaction

@@ -63,6 +63,7 @@ impl Modify for BearerAuth {
 
 /// The router and the OpenAPI document generated from it.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    crate::telemetry::metrics_handle();
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
@@ -77,6 +78,8 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let spec = Arc::new(doc.clone());
     let app = api
+        .route_layer(middleware::from_fn(mark_route))
+        .route("/metrics", axum::routing::get(metrics))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -125,8 +128,27 @@ async fn request_context(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
     let status = response.status().as_u16();
+    let route = response
+        .extensions()
+        .get::<MatchedRoute>()
+        .map_or("unmatched", |r| r.0.as_str())
+        .to_owned();
+    metrics::counter!(
+        "ordo_http_requests_total",
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "ordo_http_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route
+    )
+    .record(elapsed);
     tracing::info!(
         target: "ordo::http",
         %method,
@@ -140,6 +162,54 @@ async fn request_context(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The route template a request matched (`/api/v1/orders/{id}`), for metric labels that
+/// do not grow with ids.
+#[derive(Clone)]
+struct MatchedRoute(String);
+
+async fn mark_route(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(MatchedRoute(route));
+    }
+    response
+}
+
+/// Prometheus text format: counters and histograms of this process, and gauges read from
+/// the database at scrape time.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    use axum::response::IntoResponse;
+    let timeout_minutes = (state.ordo.policy.unpaid_timeout_ms / 60_000) as u32;
+    if let Ok(age) = state.ordo.oldest_due_order_age_ms(timeout_minutes).await {
+        metrics::gauge!("ordo_oldest_overdue_order_age_seconds")
+            .set(age.unwrap_or(0) as f64 / 1000.0);
+    }
+    if let Ok(count) = state.ordo.count_payments_to_refund().await {
+        metrics::gauge!("ordo_late_payments_awaiting_refund").set(count as f64);
+    }
+    let Some(handle) = crate::telemetry::metrics_handle() else {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "metrics are not available in this process",
+        )
+        .into_response();
+    };
+    handle.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 /// `limit` and `cursor` of list endpoints.

@@ -834,3 +834,84 @@ async fn openapi_matches_the_snapshot() {
         );
     }
 }
+
+/// `/metrics` carries what operators watch, and Prometheus's own checker accepts it
+/// (`promtool check metrics`, from Debian's prometheus package; `.ci/run` installs it and
+/// sets ORDO_REQUIRE_PROMTOOL so that it cannot be skipped there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_valid_prometheus_text() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let p = app.create_product("METRIC-1", 100, 10).await;
+    let (_, placed) = app.place(json!([{"product_id": p, "quantity": 1}])).await;
+    app.place(json!([{"product_id": p, "quantity": 1}])).await;
+    app.pay(&placed["payment"], "evt-metrics").await;
+    app.call(Method::GET, "/api/v1/orders/999999", app.customer(), None)
+        .await;
+    app.shop.ordo.clock.set(T0 + 31 * MINUTE);
+    app.call(Method::POST, "/api/v1/sweeps", app.staff(), None)
+        .await;
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for name in [
+        "ordo_http_requests_total",
+        "ordo_http_request_duration_seconds_bucket",
+        "ordo_orders_placed_total",
+        "ordo_order_transitions_total",
+        "ordo_sweep_runs_total",
+        "ordo_sweep_orders_cancelled_total",
+        "ordo_sweep_units_released_total",
+        "ordo_sweep_duration_seconds_bucket",
+        "ordo_oldest_overdue_order_age_seconds",
+        "ordo_late_payments_awaiting_refund",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
+    }
+    assert!(
+        text.contains("route=\"/api/v1/orders/{id}\""),
+        "routes are labelled by template, not by id:\n{text}"
+    );
+    assert!(text.contains("from=\"pending\",to=\"paid\""), "{text}");
+
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match promtool {
+        Ok(child) => child,
+        Err(_) if std::env::var("ORDO_REQUIRE_PROMTOOL").is_err() => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: promtool not found; `apt-get install prometheus` to check /metrics with it"
+            );
+            return;
+        }
+        Err(e) => panic!("promtool is required here: {e}"),
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -10,4 +10,5 @@ mod lifecycle;
 mod payments;
 mod placement;
 mod races;
+mod service;
 mod sweep;

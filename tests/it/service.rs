@@ -1,0 +1,279 @@
+//! ordo as an operator runs it: several `ordo serve` processes on one database, SIGTERM,
+//! SIGKILL in the middle of a sweep, and `/metrics` read by Prometheus's own checker.
+
+use crate::helpers::{Backend, MINUTE, TestShop};
+use crate::on_both_databases;
+use ordo::{Clock, Ordo, Policy};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+on_both_databases!(sigkill_mid_sweep_loses_nothing_and_releases_nothing_twice);
+
+fn ordo_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ordo"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// Waits for the child to exit, at most `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Places `n` one-item orders for `customer` from 8 tasks.
+async fn place_orders(ordo: &Ordo, customer: i64, product: i64, n: usize) {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let ordo = ordo.clone();
+        tasks.push(tokio::spawn(async move {
+            let order = ordo::domain::NewOrder {
+                user_id: customer,
+                items: vec![ordo::domain::OrderLine {
+                    product_id: product,
+                    quantity: 1,
+                }],
+                note: None,
+            };
+            for _ in (t..n).step_by(8) {
+                ordo.place_order(ordo::domain::Actor::Customer(customer), &order)
+                    .await
+                    .expect("place order");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("placing orders");
+    }
+}
+
+async fn count(shop: &TestShop, sql: &'static str) -> i64 {
+    shop.count(sql).await
+}
+
+/// Every order cancelled exactly once: one cancel in its history, one release row per item.
+async fn assert_cancelled_once(shop: &TestShop, n: i64) {
+    assert_eq!(
+        count(
+            shop,
+            "SELECT COUNT(*) FROM orders WHERE status = 'cancelled'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        count(
+            shop,
+            "SELECT COUNT(*) FROM order_status_history WHERE to_status = 'cancelled'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        count(
+            shop,
+            "SELECT COUNT(*) FROM stock_movements WHERE reason = 'release'"
+        )
+        .await,
+        n
+    );
+    shop.assert_check_clean().await;
+}
+
+async fn sigkill_mid_sweep_loses_nothing_and_releases_nothing_twice(backend: Backend) {
+    let shop = Arc::new(TestShop::new(backend).await);
+    let n = 3000;
+    let p = shop.product(n as i64, 100).await;
+    place_orders(&shop.ordo, shop.customer.id, p.id, n).await;
+    let now = ordo::domain::format_rfc3339(shop.ordo.clock.now() + 31 * MINUTE);
+    let sweep = |batch: &str| {
+        ordo_bin()
+            .args(["cancel-unpaid-orders", "--batch-size", batch, "--now", &now])
+            .env("ORDO_DATABASE_URL", &shop.database.url)
+            .env("ORDO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sweep")
+    };
+    let mut child = sweep("10");
+    // Kill it once it is well under way.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = count(
+            &shop,
+            "SELECT COUNT(*) FROM orders WHERE status = 'cancelled'",
+        )
+        .await;
+        if done >= 200 || Instant::now() > until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    let cancelled = count(
+        &shop,
+        "SELECT COUNT(*) FROM orders WHERE status = 'cancelled'",
+    )
+    .await;
+    assert!(
+        cancelled > 0 && cancelled < n as i64,
+        "killed mid-run: {cancelled} of {n}"
+    );
+    // Whole batches or nothing: the invariants hold right after the kill.
+    shop.assert_check_clean().await;
+    assert_eq!(
+        count(
+            &shop,
+            "SELECT COUNT(*) FROM stock_movements WHERE reason = 'release'"
+        )
+        .await,
+        cancelled
+    );
+
+    let mut again = sweep("500");
+    let status = wait_exit(&mut again, Duration::from_secs(120)).expect("sweep finishes");
+    assert!(status.success());
+    assert_cancelled_once(&shop, n as i64).await;
+    assert_eq!(shop.stock(p.id).await, n as i64);
+}
+
+/// Two `ordo serve` processes with a one-second sweep on one PostgreSQL database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let shop = Arc::new(TestShop::new(Backend::Postgres).await);
+    let n = 3000;
+    let p = shop.product(n as i64 + 100, 100).await;
+    // Orders placed an hour ago are overdue for the servers' clocks.
+    let past = Ordo::new(
+        shop.ordo.db.clone(),
+        Policy::default(),
+        Clock::fixed(chrono::Utc::now().timestamp_millis() - 60 * MINUTE),
+    );
+    place_orders(&past, shop.customer.id, p.id, n).await;
+
+    let ports = [free_port(), free_port()];
+    let mut servers: Vec<Child> = ports
+        .iter()
+        .map(|port| {
+            ordo_bin()
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .env("ORDO_DATABASE_URL", &shop.database.url)
+                .env("ORDO_SWEEP_INTERVAL_SECONDS", "1")
+                .env("ORDO_SWEEP_BATCH_SIZE", "50")
+                .env("ORDO_UNPAID_TIMEOUT_MINUTES", "0")
+                .env("ORDO_PAYMENT_TTL_MINUTES", "0")
+                .env("ORDO_LOG", "info")
+                .env("ORDO_LOG_FORMAT", "json")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start ordo serve")
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    for port in ports {
+        let until = Instant::now() + Duration::from_secs(30);
+        while client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < until,
+                "server on {port} never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // New orders through the API are due at once (timeout 0) and cancelled within about one
+    // interval of their deadline.
+    let mut placed_at = Vec::new();
+    for i in 0..10 {
+        let response = client
+            .post(format!("http://127.0.0.1:{}/api/v1/orders", ports[i % 2]))
+            .bearer_auth(&shop.customer_token)
+            .json(&serde_json::json!({"items": [{"product_id": p.id, "quantity": 1}]}))
+            .send()
+            .await
+            .expect("place order");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        placed_at.push(body["order"]["id"].as_i64().unwrap());
+    }
+    let total = n as i64 + 10;
+    let until = Instant::now() + Duration::from_secs(90);
+    while count(
+        &shop,
+        "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
+    )
+    .await
+        > 0
+    {
+        assert!(
+            Instant::now() < until,
+            "the servers did not sweep everything"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in placed_at {
+        let order = shop.ordo.order(shop.staff(), id).await.unwrap().order;
+        let lag = order.cancelled_at.unwrap() - order.created_at;
+        assert!(
+            lag <= 2_500,
+            "order {id} cancelled {lag} ms after its deadline"
+        );
+    }
+
+    for server in &servers {
+        signal(server, libc::SIGTERM);
+    }
+    let mut cancelled_by = Vec::new();
+    for server in servers.iter_mut() {
+        let status = wait_exit(server, Duration::from_secs(20)).expect("exits after SIGTERM");
+        assert!(status.success(), "exit status {status}");
+        let mut log = String::new();
+        std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+        let cancelled: u64 = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "sweep finished")
+            .map(|v| v["fields"]["cancelled"].as_u64().unwrap_or(0))
+            .sum();
+        assert!(log.contains("request"), "one log line per request");
+        cancelled_by.push(cancelled);
+    }
+    eprintln!("cancelled by each server: {cancelled_by:?}");
+    assert_eq!(
+        cancelled_by.iter().sum::<u64>() as i64,
+        total,
+        "each order cancelled by one sweep"
+    );
+    assert_cancelled_once(&shop, total).await;
+}
