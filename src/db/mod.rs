@@ -35,8 +35,11 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         install_default_drivers();
         let (dialect, url) = Dialect::from_url(url)?;
+        // No ping before every checkout: a broken connection shows on first use anyway, and
+        // the ping costs a round trip per query.
         let options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30));
         let pool = match dialect {
             Dialect::Sqlite => {
