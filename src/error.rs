@@ -66,6 +66,27 @@ impl Error {
         }
     }
 
+    /// Checks free text (notes, reasons, references): at most `max_chars`, and no control
+    /// characters but newlines and tabs (PostgreSQL cannot store NUL in text).
+    pub fn check_free_text(field: &str, value: &str, max_chars: usize) -> Result<(), Error> {
+        if value.chars().count() > max_chars {
+            return Err(Error::validation(
+                field,
+                format!("at most {max_chars} characters"),
+            ));
+        }
+        if value
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(Error::validation(
+                field,
+                "must not contain control characters",
+            ));
+        }
+        Ok(())
+    }
+
     /// The stable code clients see (SPEC section 8).
     pub fn code(&self) -> &'static str {
         match self {

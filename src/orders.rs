@@ -53,10 +53,8 @@ impl NewOrder {
                 format!("at most {MAX_ITEMS} items"),
             ));
         }
-        if let Some(note) = &self.note
-            && note.chars().count() > 1000
-        {
-            return Err(Error::validation("note", "at most 1000 characters"));
+        if let Some(note) = &self.note {
+            Error::check_free_text("note", note, 1000)?;
         }
         let mut lines: BTreeMap<i64, i64> = BTreeMap::new();
         for (i, item) in self.items.iter().enumerate() {
@@ -417,10 +415,19 @@ impl Ordo {
         to: OrderStatus,
         input: &TransitionInput,
     ) -> Result<Order> {
-        if let Some(note) = &input.note
-            && note.chars().count() > 1000
-        {
-            return Err(Error::validation("reason", "at most 1000 characters"));
+        if let Some(note) = &input.note {
+            Error::check_free_text("reason", note, 1000)?;
+        }
+        for (field, value) in [
+            ("carrier", &input.carrier),
+            ("tracking_number", &input.tracking_number),
+        ] {
+            if let Some(value) = value {
+                if value.trim().is_empty() {
+                    return Err(Error::validation(field, "must not be empty"));
+                }
+                Error::check_free_text(field, value, 200)?;
+            }
         }
         let now = self.clock.now();
         let dialect = self.db.dialect();

@@ -81,9 +81,10 @@ impl Ordo {
     /// Applies one provider event. Replays (a known event id) change nothing; a success
     /// whose amount differs from the payment's is refused and changes nothing.
     pub async fn apply_provider_event(&self, event: &ProviderEvent) -> Result<EventOutcome> {
-        if event.event_id.trim().is_empty() || event.event_id.len() > 200 {
-            return Err(Error::validation("event_id", "must be 1 to 200 characters"));
+        if event.event_id.trim().is_empty() {
+            return Err(Error::validation("event_id", "must not be empty"));
         }
+        Error::check_free_text("event_id", &event.event_id, 200)?;
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;

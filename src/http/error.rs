@@ -147,11 +147,24 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Errors that mean "the database cannot be reached right now", not "this request is wrong":
+/// a lost or refused connection, an exhausted pool, a server shutting down or starting up.
 fn is_unavailable(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-    )
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08xxx connection exceptions; 57P01-57P03 admin or crash shutdown, cannot
+            // connect now; SQLITE_BUSY (5) and SQLITE_LOCKED (6) after the busy timeout.
+            code.starts_with("08")
+                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "6")
+        }),
+        _ => false,
+    }
 }
 
 impl IntoResponse for ApiError {

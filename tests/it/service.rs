@@ -277,3 +277,143 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
     );
     assert_cancelled_once(&shop, total).await;
 }
+
+/// Restarts the PostgreSQL server under a running `ordo serve`: ordo reports not-ready while
+/// it is down, recovers by itself, and loses no acknowledged order. Ignored by default (it
+/// stops the server every other test uses); `.ci/run` runs it alone:
+///     cargo test --test it -- --ignored postgres_restart
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "restarts the shared PostgreSQL server; run alone"]
+async fn postgres_restart_is_survived() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let shop = TestShop::new(Backend::Postgres).await;
+    let p = shop.product(1000, 100).await;
+    let port = free_port();
+    let mut server = ordo_bin()
+        .args([
+            "serve",
+            "--no-scheduler",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ORDO_DATABASE_URL", &shop.database.url)
+        .env("ORDO_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ordo serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ready = |client: reqwest::Client, base: String| async move {
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while ready(client.clone(), base.clone()).await != 200 {
+        assert!(Instant::now() < until, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut acknowledged = Vec::new();
+    let place = async |client: &reqwest::Client, acknowledged: &mut Vec<i64>| -> u16 {
+        match client
+            .post(format!("{base}/api/v1/orders"))
+            .bearer_auth(&shop.customer_token)
+            .json(&serde_json::json!({"items": [{"product_id": p.id, "quantity": 1}]}))
+            .send()
+            .await
+        {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                assert!(
+                    status == 201 || status == 503,
+                    "only 201 or 503, got {status}"
+                );
+                if status == 201 {
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    acknowledged.push(body["order"]["id"].as_i64().unwrap());
+                }
+                status
+            }
+            Err(_) => 0,
+        }
+    };
+    for _ in 0..20 {
+        assert_eq!(place(&client, &mut acknowledged).await, 201);
+    }
+
+    let cluster = |action: &str| {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n 1) main {action}"
+            ))
+            .status()
+            .expect("pg_ctlcluster");
+        assert!(status.success(), "pg_ctlcluster {action}");
+    };
+    cluster("stop -m fast");
+    let mut saw_not_ready = false;
+    for _ in 0..50 {
+        if ready(client.clone(), base.clone()).await == 503 {
+            saw_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // While it is down, placing an order is refused with 503, never half-done.
+    let down = place(&client, &mut acknowledged).await;
+    cluster("start");
+    assert!(
+        saw_not_ready,
+        "/readyz said ready while PostgreSQL was down"
+    );
+    assert!(
+        down == 503 || down == 0,
+        "order placement while down answered {down}"
+    );
+
+    let until = Instant::now() + Duration::from_secs(60);
+    while ready(client.clone(), base.clone()).await != 200 {
+        assert!(Instant::now() < until, "ordo did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Stale pooled connections fail once and are replaced; then orders go through again.
+    let mut placed_after = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    while placed_after < 20 {
+        assert!(Instant::now() < until, "orders did not resume");
+        if place(&client, &mut acknowledged).await == 201 {
+            placed_after += 1;
+        }
+    }
+    signal(&server, libc::SIGTERM);
+    let status = wait_exit(&mut server, Duration::from_secs(20)).expect("exits");
+    assert!(status.success());
+    // The test's own pool lost its connections in the restart too: look with a fresh one.
+    let fresh = Ordo::new(
+        ordo::Db::connect(&shop.database.url, 2).await.unwrap(),
+        Policy::default(),
+        Clock::system(),
+    );
+    for id in &acknowledged {
+        if let Err(e) = fresh.order(shop.staff(), *id).await {
+            panic!("acknowledged order {id}: {e}");
+        }
+    }
+    assert_eq!(
+        fresh.product(p.id).await.unwrap().stock,
+        1000 - acknowledged.len() as i64
+    );
+    let report = fresh.check().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    fresh.db.close().await;
+}
