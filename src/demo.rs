@@ -8,6 +8,18 @@ use crate::domain::{
 use crate::error::Result;
 use crate::orders::TransitionInput;
 
+/// Plays the provider: the payment succeeds.
+async fn pay(ordo: &Ordo, payment: &crate::domain::Payment) -> Result<()> {
+    ordo.apply_provider_event(&ProviderEvent {
+        event_id: format!("demo-{}", payment.id),
+        payment_id: payment.id,
+        status: ProviderStatus::Succeeded,
+        amount_cents: payment.amount_cents,
+    })
+    .await?;
+    Ok(())
+}
+
 pub async fn run(ordo: &Ordo) -> Result<()> {
     let (staff, staff_token) = ordo
         .create_user_with_token("demo staff", UserRole::Staff)
@@ -58,23 +70,11 @@ pub async fn run(ordo: &Ordo) -> Result<()> {
             &order(vec![(products[0].id, 1), (products[1].id, 1)], "paid"),
         )
         .await?;
-    ordo.apply_provider_event(&ProviderEvent {
-        event_id: format!("demo-{}", paid.payment.id),
-        payment_id: paid.payment.id,
-        status: ProviderStatus::Succeeded,
-        amount_cents: paid.payment.amount_cents,
-    })
-    .await?;
+    pay(ordo, &paid.payment).await?;
     let shipped = ordo
         .place_order(buyer, &order(vec![(products[2].id, 1)], "shipped"))
         .await?;
-    ordo.apply_provider_event(&ProviderEvent {
-        event_id: format!("demo-{}", shipped.payment.id),
-        payment_id: shipped.payment.id,
-        status: ProviderStatus::Succeeded,
-        amount_cents: shipped.payment.amount_cents,
-    })
-    .await?;
+    pay(ordo, &shipped.payment).await?;
     ordo.transition(
         Actor::Staff(staff.id),
         shipped.order.order.id,

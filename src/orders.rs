@@ -432,9 +432,7 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order = db::orders::lock(&mut tx, dialect, order_id)
-            .await?
-            .ok_or(Error::NotFound { what: "order" })?;
+        let order = db::orders::lock_existing(&mut tx, dialect, order_id).await?;
         let role = role_for(actor, &order)?;
         lifecycle::check_move(order.status, to, role)
             .map_err(|refusal| refusal_error(order.status, to, refusal))?;

@@ -36,9 +36,7 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order = db::orders::lock(&mut tx, dialect, order_id)
-            .await?
-            .ok_or(Error::NotFound { what: "order" })?;
+        let order = db::orders::lock_existing(&mut tx, dialect, order_id).await?;
         if role_for(actor, &order)? != crate::domain::Role::Owner {
             return Err(Error::Forbidden {
                 reason: "only the customer who placed the order opens payments".to_owned(),
@@ -93,9 +91,7 @@ impl Ordo {
             .ok_or(Error::NotFound { what: "payment" })?
             .order_id;
         // Lock order first, then payment: the order every writer follows.
-        let order = db::orders::lock(&mut tx, dialect, order_id)
-            .await?
-            .ok_or(Error::NotFound { what: "order" })?;
+        let order = db::orders::lock_existing(&mut tx, dialect, order_id).await?;
         let payment = db::payments::lock(&mut tx, dialect, event.payment_id)
             .await?
             .ok_or(Error::NotFound { what: "payment" })?;

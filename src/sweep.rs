@@ -174,9 +174,7 @@ impl Ordo {
             if !queries::lock_if_due(&mut tx, dialect, order_id, cutoff, now).await? {
                 return Ok(OrderOutcome::Skipped);
             }
-            let order = crate::db::orders::lock(&mut tx, dialect, order_id)
-                .await?
-                .ok_or(Error::NotFound { what: "order" })?;
+            let order = crate::db::orders::lock_existing(&mut tx, dialect, order_id).await?;
             let input = TransitionInput {
                 note: Some(queries::REASON.to_owned()),
                 ..TransitionInput::default()

@@ -70,6 +70,13 @@ pub async fn lock(conn: &mut Conn, dialect: Dialect, id: i64) -> Result<Option<O
     .await?)
 }
 
+/// [`lock`], for an order that must exist.
+pub async fn lock_existing(conn: &mut Conn, dialect: Dialect, id: i64) -> Result<Order> {
+    lock(conn, dialect, id)
+        .await?
+        .ok_or(Error::NotFound { what: "order" })
+}
+
 pub async fn items(conn: &mut Conn, order_id: i64) -> Result<Vec<OrderItem>> {
     Ok(sqlx::query_as::<_, OrderItem>(
         "SELECT product_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY product_id",
