@@ -103,3 +103,49 @@ fn bad_configuration_exits_two() {
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("cancel") || text(&out.stdout).contains("check"));
 }
+
+#[test]
+fn simulate_payment_signs_what_the_webhook_checks() {
+    let run = |secret: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ordo"));
+        cmd.args([
+            "simulate-payment",
+            "--payment-id",
+            "7",
+            "--amount-cents",
+            "2400",
+            "--event-id",
+            "evt-sim",
+        ])
+        .env_remove("ORDO_WEBHOOK_SECRET")
+        .env_remove("ORDO_CONFIG")
+        .current_dir(std::env::temp_dir());
+        if let Some(secret) = secret {
+            cmd.env("ORDO_WEBHOOK_SECRET", secret);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(Some("dev-secret"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    let body = lines.next().unwrap();
+    let signature = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("X-Ordo-Signature: ");
+    assert_eq!(
+        signature,
+        ordo::http::sign_webhook(b"dev-secret", body.as_bytes())
+    );
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["event_id"], "evt-sim");
+    assert_eq!(event["status"], "succeeded");
+    assert!(lines.next().unwrap().starts_with("curl "));
+    let out = run(None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no secret is a configuration error"
+    );
+}
