@@ -115,7 +115,7 @@ async fn sigkill_mid_sweep_loses_nothing_and_releases_nothing_twice(backend: Bac
             .spawn()
             .expect("start sweep")
     };
-    let mut child = sweep("10");
+    let mut child = sweep("5");
     // Kill it once it is well under way.
     let until = Instant::now() + Duration::from_secs(60);
     loop {
@@ -212,9 +212,24 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
         }
     }
 
-    // New orders through the API are due at once (timeout 0) and cancelled within about one
-    // interval of their deadline.
-    let mut placed_at = Vec::new();
+    // First the backlog goes.
+    let all_swept = async |what: &str| {
+        let until = Instant::now() + Duration::from_secs(90);
+        while count(
+            &shop,
+            "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
+        )
+        .await
+            > 0
+        {
+            assert!(Instant::now() < until, "the servers did not sweep {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    all_swept("the backlog").await;
+    // Then new orders through the API, due at once (timeout 0), are cancelled within about
+    // one interval (1 s) of their deadline.
+    let mut placed = Vec::new();
     for i in 0..10 {
         let response = client
             .post(format!("http://127.0.0.1:{}/api/v1/orders", ports[i % 2]))
@@ -225,24 +240,12 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
             .expect("place order");
         assert_eq!(response.status(), reqwest::StatusCode::CREATED);
         let body: serde_json::Value = response.json().await.unwrap();
-        placed_at.push(body["order"]["id"].as_i64().unwrap());
+        placed.push(body["order"]["id"].as_i64().unwrap());
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
+    all_swept("the new orders").await;
     let total = n as i64 + 10;
-    let until = Instant::now() + Duration::from_secs(90);
-    while count(
-        &shop,
-        "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
-    )
-    .await
-        > 0
-    {
-        assert!(
-            Instant::now() < until,
-            "the servers did not sweep everything"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for id in placed_at {
+    for id in placed {
         let order = shop.ordo.order(shop.staff(), id).await.unwrap().order;
         let lag = order.cancelled_at.unwrap() - order.created_at;
         assert!(
