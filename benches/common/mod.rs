@@ -1,4 +1,5 @@
 //! Helpers the benchmarks share.
+// Each benchmark compiles this module and uses part of it.
 #![allow(dead_code)]
 
 use ordo::Db;

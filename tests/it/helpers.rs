@@ -52,8 +52,12 @@ pub struct TestDatabase {
 }
 
 enum Cleanup {
+    /// Held for its Drop, which removes the directory.
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDatabase {
@@ -154,8 +158,6 @@ pub struct TestShop {
     pub customer: User,
     pub staff_token: String,
     pub customer_token: String,
-    #[allow(dead_code)]
-    pub backend: Backend,
     pub database: TestDatabase,
 }
 
@@ -185,7 +187,6 @@ impl TestShop {
             customer,
             staff_token: staff_token.expose().to_owned(),
             customer_token: customer_token.expose().to_owned(),
-            backend,
             database,
         }
     }
