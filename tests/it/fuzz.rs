@@ -160,6 +160,21 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
+/// Sends the request: status, content type and body text.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Option<String>, String) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    (
+        status,
+        content_type,
+        response.text().await.unwrap_or_default(),
+    )
+}
+
 fn check_answer(
     status: u16,
     content_type: Option<String>,
@@ -244,13 +259,7 @@ fn generated_requests() {
                         .header("content-type", "application/json")
                         .body(s.clone()),
                 };
-                let response = request.send().await.expect("request");
-                let status = response.status().as_u16();
-                let ct = response
-                    .headers()
-                    .get("content-type")
-                    .map(|v| v.to_str().unwrap_or("").to_owned());
-                (status, ct, response.text().await.unwrap_or_default())
+                answer(request).await
             });
             check_answer(status, ct, &text, &what)
         })
@@ -320,13 +329,7 @@ fn fuzzed_webhooks() {
                     }
                     None => {}
                 }
-                let response = request.send().await.expect("request");
-                let status = response.status().as_u16();
-                let ct = response
-                    .headers()
-                    .get("content-type")
-                    .map(|v| v.to_str().unwrap_or("").to_owned());
-                (status, ct, response.text().await.unwrap_or_default())
+                answer(request).await
             });
             if sign != Some(true) {
                 prop_assert_eq!(status, 401, "unsigned or forged: {}", text);
