@@ -3,7 +3,7 @@
 
 use crate::Ordo;
 use crate::domain::{
-    Actor, NewOrder, NewProduct, OrderLine, OrderStatus, ProviderEvent, ProviderStatus, UserRole,
+    Actor, NewOrder, NewProduct, OrderStatus, ProviderEvent, ProviderStatus, UserRole,
 };
 use crate::error::Result;
 use crate::orders::TransitionInput;
@@ -50,16 +50,8 @@ pub async fn run(ordo: &Ordo) -> Result<()> {
         products.push(product);
     }
     let buyer = customer.actor();
-    let order = |items: Vec<(i64, i64)>, note: &str| NewOrder {
-        user_id: customer.id,
-        items: items
-            .into_iter()
-            .map(|(product_id, quantity)| OrderLine {
-                product_id,
-                quantity,
-            })
-            .collect(),
-        note: Some(note.to_owned()),
+    let order = |items: Vec<(i64, i64)>, note: &str| {
+        NewOrder::from_lines(customer.id, &items, Some(note.to_owned()))
     };
     let unpaid = ordo
         .place_order(buyer, &order(vec![(products[0].id, 2)], "left unpaid"))

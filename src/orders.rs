@@ -8,7 +8,7 @@ use crate::db::{self, Conn, Dialect};
 use crate::domain::lifecycle::{self, Refusal};
 use crate::domain::{
     Actor, HistoryEntry, Millis, MovementReason, NewOrder, Order, OrderDetails, OrderItem,
-    OrderStatus, Payment, PaymentStatus, Role,
+    OrderLine, OrderStatus, Payment, PaymentStatus, Role,
 };
 use crate::error::{Error, Result};
 use crate::inventory::MAX_AMOUNT;
@@ -38,6 +38,21 @@ pub struct TransitionInput {
 }
 
 impl NewOrder {
+    /// An order for `user_id` of `(product_id, quantity)` lines.
+    pub fn from_lines(user_id: i64, lines: &[(i64, i64)], note: Option<String>) -> NewOrder {
+        NewOrder {
+            user_id,
+            items: lines
+                .iter()
+                .map(|&(product_id, quantity)| OrderLine {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+            note,
+        }
+    }
+
     /// Checks the order and folds repeated products into one line each, in product-id
     /// order (the order stock is reserved in).
     pub fn validated_lines(&self) -> Result<Vec<(i64, i64)>> {
@@ -114,6 +129,15 @@ pub(crate) fn role_for(actor: Actor, order: &Order) -> Result<Role> {
         Actor::Expiry => Ok(Role::Expiry),
         Actor::Payment => Ok(Role::Payment),
     }
+}
+
+/// The order, if `actor` may see it; another customer's order is `NotFound`.
+async fn visible_order(conn: &mut Conn, actor: Actor, order_id: i64) -> Result<Order> {
+    let order = db::orders::get(conn, order_id)
+        .await?
+        .ok_or(Error::NotFound { what: "order" })?;
+    role_for(actor, &order)?;
+    Ok(order)
 }
 
 fn refusal_error(from: OrderStatus, to: OrderStatus, refusal: Refusal) -> Error {
@@ -458,10 +482,7 @@ impl Ordo {
     /// An order with items and payments, if `actor` may see it.
     pub async fn order(&self, actor: Actor, order_id: i64) -> Result<OrderDetails> {
         let mut conn = self.db.pool().acquire().await?;
-        let order = db::orders::get(&mut conn, order_id)
-            .await?
-            .ok_or(Error::NotFound { what: "order" })?;
-        role_for(actor, &order)?;
+        let order = visible_order(&mut conn, actor, order_id).await?;
         let items = db::orders::items(&mut conn, order_id).await?;
         let payments = db::payments::for_order(&mut conn, order_id).await?;
         Ok(OrderDetails {
@@ -473,10 +494,7 @@ impl Ordo {
 
     pub async fn order_history(&self, actor: Actor, order_id: i64) -> Result<Vec<HistoryEntry>> {
         let mut conn = self.db.pool().acquire().await?;
-        let order = db::orders::get(&mut conn, order_id)
-            .await?
-            .ok_or(Error::NotFound { what: "order" })?;
-        role_for(actor, &order)?;
+        visible_order(&mut conn, actor, order_id).await?;
         db::history::list(&mut conn, order_id).await
     }
 
@@ -499,20 +517,9 @@ impl Ordo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::OrderLine;
 
     fn order(items: &[(i64, i64)]) -> NewOrder {
-        NewOrder {
-            user_id: 1,
-            items: items
-                .iter()
-                .map(|&(product_id, quantity)| OrderLine {
-                    product_id,
-                    quantity,
-                })
-                .collect(),
-            note: None,
-        }
+        NewOrder::from_lines(1, items, None)
     }
 
     #[test]

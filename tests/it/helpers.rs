@@ -3,8 +3,8 @@
 //! and a clock it controls.
 
 use ordo::domain::{
-    Actor, HistoryEntry, NewOrder, NewProduct, OrderLine, OrderStatus, Product, ProviderEvent,
-    ProviderStatus, User, UserRole,
+    Actor, HistoryEntry, NewOrder, NewProduct, OrderStatus, Product, ProviderEvent, ProviderStatus,
+    User, UserRole,
 };
 use ordo::orders::PlacedOrder;
 use ordo::payments::EventOutcome;
@@ -225,17 +225,7 @@ impl TestShop {
     }
 
     pub fn new_order(&self, items: &[(i64, i64)]) -> NewOrder {
-        NewOrder {
-            user_id: self.customer.id,
-            items: items
-                .iter()
-                .map(|&(product_id, quantity)| OrderLine {
-                    product_id,
-                    quantity,
-                })
-                .collect(),
-            note: None,
-        }
+        NewOrder::from_lines(self.customer.id, items, None)
     }
 
     pub async fn order(&self, items: &[(i64, i64)]) -> PlacedOrder {
