@@ -121,6 +121,7 @@ async fn load(
     connections: usize,
     seconds: u64,
 ) -> Run {
+    ordo::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
@@ -204,7 +205,10 @@ async fn bench_ordo(scenario: Scenario, args: &Args) -> (Run, bool, bool) {
         .spawn()
         .expect("start ordo serve");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = {
+        ordo::install_tls_provider();
+        reqwest::Client::new()
+    };
     for _ in 0..100 {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await
             && r.status().is_success()

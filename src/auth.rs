@@ -1,12 +1,19 @@
-//! API tokens: random, shown once, stored only as a SHA-256 hash.
+//! API tokens: random, shown once, stored only as a SHA-256 hash; they may expire and can
+//! be revoked. Every request looks its token up afresh, so a revoked token is refused at
+//! once (no cache can serve it).
 
 use crate::Ordo;
+use crate::audit::{self, Object};
 use crate::db;
-use crate::domain::{User, UserRole};
+use crate::domain::{Actor, Millis, User, UserRole, time::serde_rfc3339};
 use crate::error::{Error, Result};
 use rand::RngCore;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
+
+/// `last_used_at` is written at most this often per token.
+const TOUCH_EVERY_MS: Millis = 60_000;
 
 /// A bearer token in clear. Redacted in `Debug` so it never lands in a log.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,33 +43,255 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// What a new token is for: a new user with `name` and `role`, or another token of an
+/// existing user (`user_id`).
+#[derive(Debug, Clone, Default)]
+pub struct NewToken {
+    pub name: String,
+    pub role: Option<UserRole>,
+    pub user_id: Option<i64>,
+    /// How long it lives; `None`: until revoked.
+    pub expires_in: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// A token as listed: everything but the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub user_id: i64,
+    pub user_name: String,
+    #[schema(value_type = String, example = "staff")]
+    pub role: UserRole,
+    pub state: TokenState,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Millis>,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Millis>,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Millis>,
+}
+
+impl TokenInfo {
+    fn from_row(row: db::users::TokenRow, now: Millis) -> TokenInfo {
+        let state = if row.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if row.expires_at.is_some_and(|at| at <= now) {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        };
+        TokenInfo {
+            id: row.id,
+            name: row.name,
+            user_id: row.user.id,
+            user_name: row.user.name,
+            role: row.user.role,
+            state,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// Who a request's token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user: User,
+    pub token_id: i64,
+}
+
+fn check_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::validation("name", "1 to 200 printable characters"));
+    }
+    Ok(name.to_owned())
+}
+
 impl Ordo {
-    /// Creates a user and a token for them; the token is returned once and never stored.
+    /// Creates a user with a token that never expires, as the operator; the token is
+    /// returned once and never stored.
     pub async fn create_user_with_token(
         &self,
         name: &str,
         role: UserRole,
     ) -> Result<(User, ApiToken)> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(Error::validation("name", "1 to 200 printable characters"));
-        }
-        let now = self.clock.now();
-        let token = ApiToken::generate();
-        let mut tx = self.db.write_tx().await?;
-        let user = db::users::insert(&mut tx, name, role, now).await?;
-        db::users::insert_token(&mut tx, user.id, &token_hash(token.expose()), now).await?;
-        tx.commit().await?;
-        Ok((user, token))
+        let (info, token) = self
+            .issue_token(
+                Actor::Operator,
+                &NewToken {
+                    name: name.to_owned(),
+                    role: Some(role),
+                    ..NewToken::default()
+                },
+            )
+            .await?;
+        Ok((
+            User {
+                id: info.user_id,
+                name: info.user_name,
+                role: info.role,
+            },
+            token,
+        ))
     }
 
-    /// The user a bearer token belongs to, if any.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<User>> {
+    /// Issues a token (staff or operator): for a new user, or another one for an existing
+    /// user. The token is returned once; only its hash is kept.
+    pub async fn issue_token(&self, actor: Actor, new: &NewToken) -> Result<(TokenInfo, ApiToken)> {
+        crate::inventory::require_staff(actor)?;
+        let name = check_name(&new.name)?;
+        let now = self.clock.now();
+        let expires_at = new.expires_in.map(|span| now + span);
+        let token = ApiToken::generate();
+        let mut tx = self.db.write_tx().await?;
+        let user = match (new.user_id, new.role) {
+            (Some(id), None) => db::users::get(&mut tx, id)
+                .await?
+                .ok_or_else(|| Error::validation("user_id", format!("user {id} does not exist")))?,
+            (None, Some(role)) => db::users::insert(&mut tx, &name, role, now).await?,
+            (Some(_), Some(_)) => {
+                return Err(Error::validation(
+                    "role",
+                    "give either user_id (another token for that user) or role (a new user), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::validation(
+                    "role",
+                    "required for a new user (customer or staff), unless user_id names an existing one",
+                ));
+            }
+        };
+        let id = db::users::insert_token(
+            &mut tx,
+            &db::users::NewTokenRow {
+                user_id: user.id,
+                name: &name,
+                token_hash: &token_hash(token.expose()),
+                expires_at,
+                now,
+            },
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "token.create",
+            Object::Token(id),
+            serde_json::json!({"name": name, "user_id": user.id, "role": user.role.as_str(),
+                "expires_at": expires_at.map(crate::domain::format_rfc3339)}),
+            now,
+        )
+        .await?;
+        let info = TokenInfo::from_row(
+            db::users::token(&mut tx, id)
+                .await?
+                .ok_or(Error::NotFound { what: "token" })?,
+            now,
+        );
+        tx.commit().await?;
+        Ok((info, token))
+    }
+
+    /// The user a bearer token belongs to. Unknown, revoked and expired tokens are
+    /// `Unauthorized`, each with its own reason. Records the use at most once a minute.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated> {
+        let unknown = || Error::Unauthorized {
+            reason: "unknown token".to_owned(),
+        };
         if token.is_empty() || token.len() > 200 {
-            return Ok(None);
+            return Err(unknown());
         }
+        let now = self.clock.now();
         let mut conn = self.db.pool().acquire().await?;
-        db::users::by_token_hash(&mut conn, &token_hash(token)).await
+        let row = db::users::by_token_hash(&mut conn, &token_hash(token))
+            .await?
+            .ok_or_else(unknown)?;
+        if let Some(at) = row.revoked_at {
+            return Err(Error::Unauthorized {
+                reason: format!(
+                    "this token was revoked at {}",
+                    crate::domain::format_rfc3339(at)
+                ),
+            });
+        }
+        if let Some(at) = row.expires_at.filter(|at| *at <= now) {
+            return Err(Error::Unauthorized {
+                reason: format!(
+                    "this token expired at {}",
+                    crate::domain::format_rfc3339(at)
+                ),
+            });
+        }
+        if row.last_used_at.is_none_or(|at| at <= now - TOUCH_EVERY_MS)
+            && let Err(err) = db::users::touch_token(&mut conn, row.id, now, TOUCH_EVERY_MS).await
+        {
+            tracing::warn!(error = %err, token_id = row.id, "could not record token use");
+        }
+        Ok(Authenticated {
+            user: row.user,
+            token_id: row.id,
+        })
+    }
+
+    /// Every token, in id order after `after_id` (staff).
+    pub async fn tokens(&self, actor: Actor, after_id: i64, limit: i64) -> Result<Vec<TokenInfo>> {
+        crate::inventory::require_staff(actor)?;
+        let now = self.clock.now();
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(db::users::list_tokens(&mut conn, after_id, limit)
+            .await?
+            .into_iter()
+            .map(|row| TokenInfo::from_row(row, now))
+            .collect())
+    }
+
+    /// Revokes a token (staff or operator): refused from the next request on.
+    pub async fn revoke_token(&self, actor: Actor, id: i64) -> Result<TokenInfo> {
+        crate::inventory::require_staff(actor)?;
+        let now = self.clock.now();
+        let mut tx = self.db.write_tx().await?;
+        if db::users::token(&mut tx, id).await?.is_none() {
+            return Err(Error::NotFound { what: "token" });
+        }
+        if !db::users::revoke_token(&mut tx, id, now).await? {
+            return Err(Error::Conflict(format!("token {id} is already revoked")));
+        }
+        audit::record(
+            &mut tx,
+            actor,
+            "token.revoke",
+            Object::Token(id),
+            serde_json::json!({}),
+            now,
+        )
+        .await?;
+        let info = TokenInfo::from_row(
+            db::users::token(&mut tx, id)
+                .await?
+                .ok_or(Error::NotFound { what: "token" })?,
+            now,
+        );
+        tx.commit().await?;
+        Ok(info)
     }
 }
 

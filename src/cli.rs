@@ -2,7 +2,7 @@
 //! 1 when the work found or hit a problem, 2 for bad usage or configuration.
 
 use crate::config::Settings;
-use crate::domain::UserRole;
+use crate::domain::{Actor, UserRole, format_rfc3339};
 use crate::error::Error;
 use crate::{Ordo, telemetry};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -84,6 +84,45 @@ pub enum Command {
     /// Orders with a payment still open (and unexpired) or succeeded are left alone.
     #[command(name = "cancel-unpaid-orders")]
     CancelUnpaidOrders(SweepArgs),
+    /// The record of sweep runs (scheduler, CLI, API, console).
+    Sweeps {
+        #[command(subcommand)]
+        command: SweepsCommand,
+    },
+    /// The audit log of staff and operator actions.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SweepsCommand {
+    /// Runs, newest first: id, trigger, who, started, state, and what each did.
+    List {
+        /// How many runs.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Entries, newest first.
+    List {
+        /// How many entries.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+        /// Only this action, such as stock.adjust or token.revoke.
+        #[arg(long)]
+        action: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,15 +156,44 @@ fn parse_now(s: &str) -> Result<i64, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a user with a new API token. The token is printed once, alone on the last
-    /// line of stdout; only its hash is stored.
+    /// Create a user with a new API token (or, with --user, another token for an existing
+    /// user). The token is printed once, alone on the last line of stdout; only its hash is
+    /// stored.
     Create {
         /// Who the token is for (a person or a system, such as "shop-frontend").
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// The new user's role.
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "user",
+            conflicts_with = "user"
+        )]
+        role: Option<RoleArg>,
+        /// Another token for this existing user id.
+        #[arg(long, value_name = "USER_ID")]
+        user: Option<i64>,
+        /// How long the token lives: 90d, 12h, 30m, 45s or 2w. Default: until revoked.
+        #[arg(long, value_name = "SPAN", value_parser = parse_span_arg)]
+        expires_in: Option<i64>,
     },
+    /// Every token: id, name, user, role, state, created, last used, expires. Never the
+    /// token itself.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it is refused from the next request on.
+    Revoke {
+        /// The token's id (from `ordo token list`).
+        id: i64,
+    },
+}
+
+fn parse_span_arg(s: &str) -> Result<i64, String> {
+    crate::domain::parse_span(s)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -171,6 +239,7 @@ impl From<Error> for Failure {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
+    crate::install_tls_provider();
     let cli = Cli::parse();
     let settings = match load_settings(&cli) {
         Ok(s) => s,
@@ -219,19 +288,83 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             ordo.db.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token {
-            command: TokenCommand::Create { name, role },
+        Command::Token { command } => tokens(&settings, command).await,
+        Command::Sweeps {
+            command: SweepsCommand::List { limit, json },
         } => {
-            let ordo = Ordo::open(&settings).await?;
-            let (user, token) = ordo.create_user_with_token(&name, role.into()).await?;
-            println!(
-                "created {} user {} ({}); keep this token, it is not shown again:",
-                user.role.as_str(),
-                user.id,
-                user.name
-            );
-            println!("{}", token.expose());
+            let ordo = Ordo::open_with_connections(&settings, 1).await?;
+            let runs = ordo.sweep_runs(Actor::Operator, None, limit).await?;
             ordo.db.close().await;
+            if json {
+                for run in &runs {
+                    println!("{}", serde_json::to_string(run).unwrap_or_default());
+                }
+            } else {
+                println!(
+                    "{:>6}  {:<9}  {:<18}  {:<24}  {:<11}  {:>7}  {:>9}  {:>6}  {:>7}",
+                    "id",
+                    "trigger",
+                    "who",
+                    "started",
+                    "state",
+                    "dry run",
+                    "found",
+                    "errors",
+                    "units"
+                );
+                for r in &runs {
+                    println!(
+                        "{:>6}  {:<9}  {:<18}  {:<24}  {:<11}  {:>7}  {:>9}  {:>6}  {:>7}",
+                        r.id,
+                        r.trigger,
+                        r.actor,
+                        format_rfc3339(r.started_at),
+                        r.state,
+                        if r.dry_run { "yes" } else { "no" },
+                        r.found,
+                        r.errors,
+                        r.units_released
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    limit,
+                    action,
+                    json,
+                },
+        } => {
+            let ordo = Ordo::open_with_connections(&settings, 1).await?;
+            let entries = ordo
+                .audit_log(
+                    Actor::Operator,
+                    &crate::audit::AuditFilter {
+                        action,
+                        limit,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            ordo.db.close().await;
+            for e in &entries {
+                if json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                } else {
+                    println!(
+                        "{:>7}  {}  {:<14}  {:<22}  {}:{}  {}",
+                        e.id,
+                        format_rfc3339(e.created_at),
+                        e.actor,
+                        e.action,
+                        e.object_type,
+                        e.object_id.as_deref().unwrap_or("-"),
+                        e.detail
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { json } => {
@@ -312,7 +445,86 @@ fn sweep_request(settings: &Settings) -> crate::sweep::SweepRequest {
         dry_run: false,
         batch_size: settings.sweep_batch_size,
         limit: None,
+        now: None,
     }
+}
+
+async fn tokens(settings: &Settings, command: TokenCommand) -> Result<ExitCode, Failure> {
+    let ordo = Ordo::open_with_connections(settings, 1).await?;
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            user,
+            expires_in,
+        } => {
+            let new = crate::auth::NewToken {
+                name,
+                role: role.map(UserRole::from),
+                user_id: user,
+                expires_in,
+            };
+            let (info, token) = ordo.issue_token(Actor::Operator, &new).await?;
+            println!(
+                "created token {} ({}) for {} user {} ({}){}; keep it, it is not shown again:",
+                info.id,
+                info.name,
+                info.role.as_str(),
+                info.user_id,
+                info.user_name,
+                info.expires_at
+                    .map(|at| format!(", expires {}", format_rfc3339(at)))
+                    .unwrap_or_default()
+            );
+            println!("{}", token.expose());
+        }
+        TokenCommand::List { json } => {
+            let mut after = 0;
+            if !json {
+                println!(
+                    "{:>6}  {:<24}  {:>7}  {:<8}  {:<7}  {:<24}  {:<24}  {:<24}",
+                    "id", "name", "user", "role", "state", "created", "last used", "expires"
+                );
+            }
+            loop {
+                let page = ordo.tokens(Actor::Operator, after, 200).await?;
+                for t in &page {
+                    if json {
+                        println!("{}", serde_json::to_string(t).unwrap_or_default());
+                    } else {
+                        let when = |at: Option<i64>| at.map_or("-".to_owned(), format_rfc3339);
+                        println!(
+                            "{:>6}  {:<24}  {:>7}  {:<8}  {:<7}  {:<24}  {:<24}  {:<24}",
+                            t.id,
+                            t.name.chars().take(24).collect::<String>(),
+                            t.user_id,
+                            t.role.as_str(),
+                            serde_json::to_value(t.state)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default(),
+                            format_rfc3339(t.created_at),
+                            when(t.last_used_at),
+                            when(t.expires_at)
+                        );
+                    }
+                }
+                match page.last() {
+                    Some(last) if page.len() == 200 => after = last.id,
+                    _ => break,
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let info = ordo.revoke_token(Actor::Operator, id).await?;
+            println!(
+                "revoked token {} ({}) of user {}",
+                info.id, info.name, info.user_id
+            );
+        }
+    }
+    ordo.db.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
@@ -342,14 +554,8 @@ async fn serve(
             shutdown.clone(),
         ))
     });
-    let state = crate::http::AppState {
-        ordo: ordo.clone(),
-        webhook_secret: settings
-            .webhook_secret
-            .as_ref()
-            .map(|s| std::sync::Arc::from(s.as_bytes())),
-        sweep_batch_size: settings.sweep_batch_size,
-    };
+    let state = crate::http::AppState::from_settings(ordo.clone(), &settings, shutdown.clone());
+    let background = state.jobs.clone();
     let on_signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -363,6 +569,7 @@ async fn serve(
     if let Some(jobs) = jobs {
         let _ = jobs.await;
     }
+    background.wait().await;
     ordo.db.close().await;
     served.map_err(|e| Failure {
         message: format!("server failed: {e}"),

@@ -34,6 +34,27 @@ pub struct Settings {
     /// Log filter, such as `info` or `ordo=debug`.
     pub log: String,
     pub log_format: LogFormat,
+    /// Most unpaid orders one customer may hold (0: no limit).
+    pub max_pending_orders_per_customer: u32,
+    /// Most units in one order (0: no limit beyond 1,000,000 per product).
+    pub max_units_per_order: u32,
+    /// Requests per second per token (or client address without one), on average
+    /// (0: no rate limit).
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub rate_limit_burst: u32,
+    /// Minutes before its unpaid deadline an order gets `order.payment_reminder` (0: off).
+    pub payment_reminder_lead_minutes: u32,
+    /// Whether changes write events (the outbox that webhooks and the broker read).
+    pub events: bool,
+    /// Seconds a webhook receiver has to answer.
+    pub webhook_timeout_seconds: u64,
+    /// Lets webhook endpoints be `http` and private, loopback or link-local addresses
+    /// (development and tests).
+    pub webhook_allow_private: bool,
+    /// With this set (`amqp://user:pass@host:5672/%2f`), every event is also published to
+    /// the topic exchange `ordo.events`.
+    pub events_amqp_url: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -52,6 +73,24 @@ impl std::fmt::Debug for Settings {
             .field("max_connections", &self.max_connections)
             .field("log", &self.log)
             .field("log_format", &self.log_format)
+            .field(
+                "max_pending_orders_per_customer",
+                &self.max_pending_orders_per_customer,
+            )
+            .field("max_units_per_order", &self.max_units_per_order)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field(
+                "payment_reminder_lead_minutes",
+                &self.payment_reminder_lead_minutes,
+            )
+            .field("events", &self.events)
+            .field("webhook_timeout_seconds", &self.webhook_timeout_seconds)
+            .field("webhook_allow_private", &self.webhook_allow_private)
+            .field(
+                "events_amqp_url",
+                &self.events_amqp_url.as_deref().map(redact_url),
+            )
             .finish()
     }
 }
@@ -88,6 +127,15 @@ impl Default for Settings {
             max_connections: 16,
             log: "info".to_owned(),
             log_format: LogFormat::Text,
+            max_pending_orders_per_customer: 5,
+            max_units_per_order: 100,
+            rate_limit_per_second: 20,
+            rate_limit_burst: 40,
+            payment_reminder_lead_minutes: 10,
+            events: true,
+            webhook_timeout_seconds: 15,
+            webhook_allow_private: false,
+            events_amqp_url: None,
         }
     }
 }
@@ -104,6 +152,15 @@ const KEYS: &[&str] = &[
     "max_connections",
     "log",
     "log_format",
+    "max_pending_orders_per_customer",
+    "max_units_per_order",
+    "rate_limit_per_second",
+    "rate_limit_burst",
+    "payment_reminder_lead_minutes",
+    "events",
+    "webhook_timeout_seconds",
+    "webhook_allow_private",
+    "events_amqp_url",
 ];
 
 impl Settings {
@@ -145,6 +202,24 @@ impl Settings {
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));
         }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            return Err(Error::Config(
+                "rate_limit_burst must be at least 1 when rate_limit_per_second is set".into(),
+            ));
+        }
+        if !(1..=300).contains(&self.webhook_timeout_seconds) {
+            return Err(Error::Config(
+                "webhook_timeout_seconds must be between 1 and 300".into(),
+            ));
+        }
+        if let Some(url) = &self.events_amqp_url
+            && !(url.starts_with("amqp://") || url.starts_with("amqps://"))
+        {
+            return Err(Error::Config(format!(
+                "events_amqp_url must start with amqp:// or amqps:// (got {})",
+                redact_url(url)
+            )));
+        }
         const MAX_MINUTES: u32 = 60 * 24 * 365;
         if self.payment_ttl_minutes > MAX_MINUTES || self.unpaid_timeout_minutes > MAX_MINUTES {
             return Err(Error::Config(
@@ -158,6 +233,11 @@ impl Settings {
         Policy {
             payment_ttl_ms: i64::from(self.payment_ttl_minutes) * 60_000,
             unpaid_timeout_ms: i64::from(self.unpaid_timeout_minutes) * 60_000,
+            max_pending_orders_per_customer: self.max_pending_orders_per_customer,
+            max_units_per_order: self.max_units_per_order,
+            payment_reminder_lead_ms: i64::from(self.payment_reminder_lead_minutes) * 60_000,
+            events: self.events,
+            webhook_allow_private: self.webhook_allow_private,
         }
     }
 }

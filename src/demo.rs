@@ -75,6 +75,7 @@ pub async fn run(ordo: &Ordo) -> Result<()> {
             note: None,
             carrier: Some("DHL".into()),
             tracking_number: Some("JD0000000001".into()),
+            ..TransitionInput::default()
         },
     )
     .await?;

@@ -18,6 +18,19 @@ pub enum Error {
     #[error("{reason}")]
     Forbidden { reason: String },
 
+    /// No valid credentials: an unknown, revoked or expired token.
+    #[error("{reason}")]
+    Unauthorized { reason: String },
+
+    #[error(
+        "customer {user_id} already has {pending} unpaid order(s), the most allowed; pay or cancel one first"
+    )]
+    TooManyPendingOrders { user_id: i64, pending: i64 },
+
+    /// The database cannot be reached now (no primary, or it went away mid-request).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+
     #[error(
         "insufficient stock for product {product_id} ({sku}): requested {requested}, available {available}"
     )]
@@ -66,33 +79,15 @@ impl Error {
         }
     }
 
-    /// Checks free text (notes, reasons, references): at most `max_chars`, and no control
-    /// characters but newlines and tabs (PostgreSQL cannot store NUL in text).
-    pub fn check_free_text(field: &str, value: &str, max_chars: usize) -> Result<(), Error> {
-        if value.chars().count() > max_chars {
-            return Err(Error::validation(
-                field,
-                format!("at most {max_chars} characters"),
-            ));
-        }
-        if value
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(Error::validation(
-                field,
-                "must not contain control characters",
-            ));
-        }
-        Ok(())
-    }
-
     /// The stable code clients see (SPEC section 8).
     pub fn code(&self) -> &'static str {
         match self {
             Error::NotFound { .. } => "not_found",
             Error::InvalidTransition { .. } => "invalid_transition",
             Error::Forbidden { .. } => "forbidden",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::TooManyPendingOrders { .. } => "too_many_pending_orders",
+            Error::Unavailable(_) => "unavailable",
             Error::InsufficientStock { .. } => "insufficient_stock",
             Error::Conflict(_) => "conflict",
             Error::Validation { .. } => "validation_failed",
@@ -102,11 +97,21 @@ impl Error {
         }
     }
 
+    /// True when the database could not be reached (or went away): retrying later may work,
+    /// and the outcome of a commit may be unknown.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Unavailable(_) => true,
+            Error::Database(err) => crate::db::is_unavailable(err),
+            _ => false,
+        }
+    }
+
     /// True for errors caused by the database or environment rather than by the request.
     pub fn is_internal(&self) -> bool {
         matches!(
             self,
-            Error::Database(_) | Error::Migrate(_) | Error::Config(_)
+            Error::Database(_) | Error::Migrate(_) | Error::Config(_) | Error::Unavailable(_)
         )
     }
 }

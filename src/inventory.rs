@@ -3,9 +3,12 @@
 //! same ledger functions.
 
 use crate::Ordo;
+use crate::audit::{self, Object};
 use crate::db;
-use crate::domain::{Actor, NewProduct, Product, ProductPatch, StockMovement};
+use crate::domain::{Actor, NewProduct, Product, ProductPatch, StockMovement, text};
 use crate::error::{Error, Result};
+use crate::events;
+use serde_json::json;
 
 /// Largest stock, price or adjustment accepted: far beyond any shop, far below overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
@@ -20,23 +23,13 @@ pub(crate) fn require_staff(actor: Actor) -> Result<()> {
     }
 }
 
-fn check_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
-    if value.trim().is_empty() {
-        return Err(Error::validation(field, "must not be empty"));
+/// Staff, an operator, or the one system actor `also`.
+pub(crate) fn require_staff_or(actor: Actor, also: Actor) -> Result<()> {
+    if actor == also {
+        Ok(())
+    } else {
+        require_staff(actor)
     }
-    if value.chars().count() > max_chars {
-        return Err(Error::validation(
-            field,
-            format!("at most {max_chars} characters"),
-        ));
-    }
-    if value.chars().any(|c| c.is_control()) {
-        return Err(Error::validation(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
 }
 
 fn check_price(price_cents: i64) -> Result<()> {
@@ -61,11 +54,8 @@ pub(crate) fn check_currency(currency: &str) -> Result<()> {
 
 impl NewProduct {
     pub fn validate(&self) -> Result<()> {
-        check_text("sku", &self.sku, 64)?;
-        if self.sku.chars().any(char::is_whitespace) {
-            return Err(Error::validation("sku", "must not contain spaces"));
-        }
-        check_text("name", &self.name, 200)?;
+        text::check_code("sku", &self.sku, 64)?;
+        text::check_line("name", &self.name, 200)?;
         check_price(self.price_cents)?;
         check_currency(&self.currency)?;
         if !(0..=MAX_AMOUNT).contains(&self.stock) {
@@ -97,7 +87,17 @@ impl Ordo {
             )
             .await?;
         }
-        tx.commit().await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "product.create",
+            Object::Product(product.id),
+            json!({"sku": new.sku, "name": new.name, "price_cents": new.price_cents,
+                   "currency": new.currency, "stock": new.stock}),
+            now,
+        )
+        .await?;
+        self.commit(tx).await?;
         Ok(product)
     }
 
@@ -109,16 +109,26 @@ impl Ordo {
     ) -> Result<Product> {
         require_staff(actor)?;
         if let Some(name) = &patch.name {
-            check_text("name", name, 200)?;
+            text::check_line("name", name, 200)?;
         }
         if let Some(price) = patch.price_cents {
             check_price(price)?;
         }
+        let now = self.clock.now();
         let mut tx = self.db.write_tx().await?;
-        let product = db::products::update(&mut tx, id, patch, self.clock.now())
+        let product = db::products::update(&mut tx, id, patch, now)
             .await?
             .ok_or(Error::NotFound { what: "product" })?;
-        tx.commit().await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "product.update",
+            Object::Product(id),
+            json!({"name": patch.name, "price_cents": patch.price_cents, "active": patch.active}),
+            now,
+        )
+        .await?;
+        self.commit(tx).await?;
         Ok(product)
     }
 
@@ -138,7 +148,7 @@ impl Ordo {
             ));
         }
         if let Some(reason) = reason {
-            check_text("reason", reason, 500)?;
+            text::check_free("reason", reason, 500)?;
         }
         let now = self.clock.now();
         let mut tx = self.db.write_tx().await?;
@@ -156,7 +166,25 @@ impl Ordo {
         };
         db::ledger::record_adjustment(&mut tx, product_id, delta, &actor.label(), reason, now)
             .await?;
-        tx.commit().await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "stock.adjust",
+            Object::Product(product_id),
+            json!({"delta": delta, "reason": reason, "stock": product.stock}),
+            now,
+        )
+        .await?;
+        let stock_event = events::stock_events(&product, delta);
+        events::record(
+            &mut tx,
+            self.db.dialect(),
+            self.policy.events,
+            stock_event.as_slice(),
+            now,
+        )
+        .await?;
+        self.commit(tx).await?;
         Ok(product)
     }
 

@@ -5,19 +5,23 @@
 //! left unpaid and releases their stock. The same calls serve the CLI, the HTTP API and
 //! the scheduler, on SQLite or PostgreSQL.
 
+pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod inventory;
 pub mod orders;
 pub mod payments;
+mod placement;
 pub mod scheduler;
 pub mod sweep;
 mod sweep_cli;
@@ -28,13 +32,35 @@ pub use config::Settings;
 pub use db::Db;
 pub use error::{Error, Result};
 
-/// Time limits that shape the order lifecycle.
+use std::sync::Arc;
+
+/// Installs the TLS crypto provider (ring) for outbound HTTPS (webhooks), once per process.
+/// Called before the first HTTP client is built; harmless to call again.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The rules that shape the order lifecycle: time limits, per-customer limits, events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// How long a payment stays open.
     pub payment_ttl_ms: i64,
     /// How long an order may stay unpaid before the sweep cancels it.
     pub unpaid_timeout_ms: i64,
+    /// Most unpaid orders one customer may hold (0: no limit).
+    pub max_pending_orders_per_customer: u32,
+    /// Most units in one order (0: no limit).
+    pub max_units_per_order: u32,
+    /// How long before its unpaid deadline an order gets `order.payment_reminder`
+    /// (0: never).
+    pub payment_reminder_lead_ms: i64,
+    /// Whether changes write events (the outbox).
+    pub events: bool,
+    /// Whether webhook endpoints may be `http` and private addresses (development).
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Policy {
@@ -42,6 +68,11 @@ impl Default for Policy {
         Policy {
             payment_ttl_ms: 30 * 60_000,
             unpaid_timeout_ms: 30 * 60_000,
+            max_pending_orders_per_customer: 5,
+            max_units_per_order: 100,
+            payment_reminder_lead_ms: 10 * 60_000,
+            events: true,
+            webhook_allow_private: false,
         }
     }
 }
@@ -52,11 +83,35 @@ pub struct Ordo {
     pub db: Db,
     pub policy: Policy,
     pub clock: Clock,
+    /// Woken after every commit that wrote events, so this process's dispatcher need not
+    /// wait for its next poll.
+    outbox: Arc<tokio::sync::Notify>,
+    placements: Arc<placement::Combiner>,
 }
 
 impl Ordo {
     pub fn new(db: Db, policy: Policy, clock: Clock) -> Ordo {
-        Ordo { db, policy, clock }
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let placements = Arc::new(placement::Combiner::new(db.clone(), outbox.clone()));
+        Ordo {
+            db,
+            policy,
+            clock,
+            outbox,
+            placements,
+        }
+    }
+
+    /// Commits a transaction that may have written events, and wakes the dispatcher.
+    pub(crate) async fn commit(&self, tx: db::Tx) -> Result<()> {
+        tx.commit().await?;
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// What the dispatcher waits on between polls.
+    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
     }
 
     /// Connects as the settings say and applies migrations.

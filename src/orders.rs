@@ -1,25 +1,27 @@
-//! Orders: placing one (stock reserved item by item in product-id order, ledger rows, the
-//! first payment, all in one transaction) and running a lifecycle transition with its
-//! effects and its history row.
+//! Orders: placing one (through [`crate::placement`], which combines concurrent
+//! placements), and running a lifecycle transition with its effects, its history row, its
+//! event and (for staff) its audit row, in one transaction.
 
 use crate::Ordo;
-use crate::db::orders::{NewOrderRow, StatusFields};
-use crate::db::{self, Conn, Dialect};
+use crate::audit::{self, Object};
+use crate::db::orders::StatusFields;
+use crate::db::{self, Conn};
 use crate::domain::lifecycle::{self, Refusal};
 use crate::domain::{
     Actor, HistoryEntry, Millis, MovementReason, NewOrder, Order, OrderDetails, OrderItem,
-    OrderLine, OrderStatus, Payment, PaymentStatus, Role,
+    OrderLine, OrderStatus, Payment, PaymentStatus, Product, Role,
 };
 use crate::error::{Error, Result};
-use crate::inventory::MAX_AMOUNT;
-use rand::Rng;
+use crate::events::{self, EventType, NewEvent};
+use crate::placement::{Placed, PlacementRequest};
+use serde_json::json;
 use std::collections::BTreeMap;
 
 pub use crate::db::orders::OrderFilter;
 
 /// Most lines one order may hold.
 pub const MAX_ITEMS: usize = 100;
-/// Most units of one product in one order.
+/// Most units of one product in one order, whatever the configured limit.
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
 /// A placed order and its first payment.
@@ -35,6 +37,8 @@ pub struct TransitionInput {
     pub note: Option<String>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
+    /// The payment that paid the order (pending → paid), for its event.
+    pub payment_id: Option<i64>,
 }
 
 impl NewOrder {
@@ -54,8 +58,9 @@ impl NewOrder {
     }
 
     /// Checks the order and folds repeated products into one line each, in product-id
-    /// order (the order stock is reserved in).
-    pub fn validated_lines(&self) -> Result<Vec<(i64, i64)>> {
+    /// order (the order stock is reserved in). `max_units` caps the units of the whole
+    /// order (0: only the absolute cap).
+    pub fn validated_lines(&self, max_units: u32) -> Result<Vec<(i64, i64)>> {
         if self.items.is_empty() {
             return Err(Error::validation(
                 "items",
@@ -69,9 +74,10 @@ impl NewOrder {
             ));
         }
         if let Some(note) = &self.note {
-            Error::check_free_text("note", note, 1000)?;
+            crate::domain::text::check_free("note", note, 1000)?;
         }
         let mut lines: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut units: i64 = 0;
         for (i, item) in self.items.iter().enumerate() {
             if item.product_id <= 0 {
                 return Err(Error::validation(
@@ -83,6 +89,13 @@ impl NewOrder {
                 return Err(Error::validation(
                     format!("items[{i}].quantity"),
                     format!("must be between 1 and {MAX_QUANTITY}"),
+                ));
+            }
+            units += item.quantity;
+            if max_units > 0 && units > i64::from(max_units) {
+                return Err(Error::validation(
+                    format!("items[{i}].quantity"),
+                    format!("an order may hold at most {max_units} units in all"),
                 ));
             }
             let total = lines.entry(item.product_id).or_insert(0);
@@ -98,20 +111,10 @@ impl NewOrder {
     }
 }
 
-/// A public order number: random, so it says nothing about ids or volumes.
-fn new_order_number() -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut rng = rand::rng();
-    let code: String = (0..12)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("ORD-{}-{}-{}", &code[0..4], &code[4..8], &code[8..12])
-}
-
 /// What makes two order requests the same: the customer, the merged lines and the note.
 fn request_hash(new: &NewOrder, lines: &[(i64, i64)]) -> String {
     use sha2::{Digest, Sha256};
-    let canonical = serde_json::json!({
+    let canonical = json!({
         "user_id": new.user_id,
         "items": lines,
         "note": new.note,
@@ -125,9 +128,12 @@ pub(crate) fn role_for(actor: Actor, order: &Order) -> Result<Role> {
     match actor {
         Actor::Customer(id) if id == order.user_id => Ok(Role::Owner),
         Actor::Customer(_) => Err(Error::NotFound { what: "order" }),
-        Actor::Staff(_) => Ok(Role::Staff),
+        Actor::Staff(_) | Actor::Operator => Ok(Role::Staff),
         Actor::Expiry => Ok(Role::Expiry),
         Actor::Payment => Ok(Role::Payment),
+        Actor::Scheduler => Err(Error::Forbidden {
+            reason: "the scheduler moves no orders".to_owned(),
+        }),
     }
 }
 
@@ -153,97 +159,190 @@ fn refusal_error(from: OrderStatus, to: OrderStatus, refusal: Refusal) -> Error 
     }
 }
 
-/// Runs an already-authorized move inside the caller's transaction, with the order row
-/// locked: the compare-and-set, the effects of SPEC section 3, and one history row.
-pub(crate) async fn apply_transition(
-    conn: &mut Conn,
-    dialect: Dialect,
-    order: &Order,
-    to: OrderStatus,
-    actor: Actor,
-    input: &TransitionInput,
-    now: Millis,
-) -> Result<Order> {
-    let from = order.status;
-    let note = input.note.as_deref();
-    let default_reason = format!("cancelled by {}", actor.label());
-    let fields = StatusFields {
-        paid_at: (to == OrderStatus::Paid).then_some(now),
-        completed_at: (to == OrderStatus::Completed).then_some(now),
-        cancelled_at: (to == OrderStatus::Cancelled).then_some(now),
-        cancel_reason: (to == OrderStatus::Cancelled).then(|| note.unwrap_or(&default_reason)),
-        carrier: input
-            .carrier
-            .as_deref()
-            .filter(|_| to == OrderStatus::Shipped),
-        tracking_number: input
-            .tracking_number
-            .as_deref()
-            .filter(|_| to == OrderStatus::Shipped),
-    };
-    let updated = db::orders::compare_and_set_status(conn, order.id, from, to, &fields, now)
-        .await?
-        .ok_or_else(|| {
-            Error::Conflict(format!(
-                "order {} changed while moving it to {to}; retry",
-                order.id
-            ))
-        })?;
-    let ids = format!("[{}]", order.id);
-    let actor_label = actor.label();
-    match to {
-        OrderStatus::Cancelled => {
-            db::ledger::return_stock_of_orders(
-                conn,
-                dialect,
-                &ids,
-                MovementReason::Release,
-                &actor_label,
-                fields.cancel_reason,
-                now,
-            )
-            .await?;
-            db::payments::close_open_of_orders(conn, dialect, &ids, PaymentStatus::Cancelled, now)
-                .await?;
-            // Money already taken for a cancelled order has to go back.
-            db::payments::settle_succeeded_of_order(conn, order.id, false, now).await?;
-        }
-        OrderStatus::Paid if from == OrderStatus::Pending => {
-            // The payment that paid is already `succeeded`; any other open one is moot.
-            db::payments::close_open_of_orders(conn, dialect, &ids, PaymentStatus::Cancelled, now)
-                .await?;
-        }
-        OrderStatus::Completed if order.completed_at.is_none() => {
-            db::ledger::count_sales_of_orders(conn, dialect, &ids, 1, now).await?;
-        }
-        OrderStatus::Refunded => {
-            db::ledger::return_stock_of_orders(
-                conn,
-                dialect,
-                &ids,
-                MovementReason::Restock,
-                &actor_label,
-                note,
-                now,
-            )
-            .await?;
-            if order.completed_at.is_some() {
-                db::ledger::count_sales_of_orders(conn, dialect, &ids, -1, now).await?;
-            }
-            db::payments::settle_succeeded_of_order(conn, order.id, true, now).await?;
-        }
-        _ => {}
+/// The audit action a staff move is recorded as.
+fn audit_action(from: OrderStatus, to: OrderStatus) -> &'static str {
+    match (from, to) {
+        (OrderStatus::Refunding, OrderStatus::Paid) => "order.refund_reject",
+        (_, OrderStatus::Paid) => "order.pay",
+        (_, OrderStatus::Cancelled) => "order.cancel",
+        (_, OrderStatus::Shipped) => "order.ship",
+        (_, OrderStatus::Completed) => "order.complete",
+        (_, OrderStatus::Refunding) => "order.refund_request",
+        (_, OrderStatus::Refunded) => "order.refund_approve",
+        (_, OrderStatus::Pending) => "order.create",
     }
-    db::history::append(conn, order.id, Some(from), to, &actor_label, note, now).await?;
-    metrics::counter!("ordo_order_transitions_total", "from" => from.as_str(), "to" => to.as_str())
-        .increment(1);
-    Ok(updated)
+}
+
+/// The ids of orders as the set-based statements take them.
+pub(crate) fn ids_json(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Units per product, as `order.expired` reports what it released.
+pub(crate) fn units_per_product(items: &[OrderItem]) -> serde_json::Value {
+    json!(
+        items
+            .iter()
+            .map(|i| json!({"product_id": i.product_id, "quantity": i.quantity}))
+            .collect::<Vec<_>>()
+    )
 }
 
 impl Ordo {
+    /// Runs an already-authorized move inside the caller's transaction, with the order row
+    /// locked: the compare-and-set, the effects of SPEC section 3, one history row and the
+    /// move's event. The one place a single order changes status, whoever asks.
+    pub(crate) async fn apply_transition(
+        &self,
+        conn: &mut Conn,
+        order: &Order,
+        to: OrderStatus,
+        actor: Actor,
+        input: &TransitionInput,
+        now: Millis,
+    ) -> Result<Order> {
+        let dialect = self.db.dialect();
+        let from = order.status;
+        let note = input.note.as_deref();
+        let default_reason = format!("cancelled by {}", actor.label());
+        let fields = StatusFields {
+            paid_at: (to == OrderStatus::Paid).then_some(now),
+            completed_at: (to == OrderStatus::Completed).then_some(now),
+            cancelled_at: (to == OrderStatus::Cancelled).then_some(now),
+            cancel_reason: (to == OrderStatus::Cancelled).then(|| note.unwrap_or(&default_reason)),
+            carrier: input
+                .carrier
+                .as_deref()
+                .filter(|_| to == OrderStatus::Shipped),
+            tracking_number: input
+                .tracking_number
+                .as_deref()
+                .filter(|_| to == OrderStatus::Shipped),
+        };
+        let (updated, seq) =
+            db::orders::compare_and_set_status(conn, order.id, from, to, &fields, now)
+                .await?
+                .ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "order {} changed while moving it to {to}; retry",
+                        order.id
+                    ))
+                })?;
+        let ids = ids_json(&[order.id]);
+        let actor_label = actor.label();
+        let mut returned: Vec<(Product, i64)> = Vec::new();
+        match to {
+            OrderStatus::Cancelled => {
+                returned = db::ledger::return_stock_of_orders(
+                    conn,
+                    dialect,
+                    &ids,
+                    MovementReason::Release,
+                    &actor_label,
+                    fields.cancel_reason,
+                    now,
+                )
+                .await?;
+                db::payments::close_open_of_orders(
+                    conn,
+                    dialect,
+                    &ids,
+                    PaymentStatus::Cancelled,
+                    now,
+                )
+                .await?;
+                // Money already taken for a cancelled order has to go back.
+                db::payments::settle_succeeded_of_order(conn, order.id, false, now).await?;
+            }
+            OrderStatus::Paid if from == OrderStatus::Pending => {
+                // The payment that paid is already `succeeded`; any other open one is moot.
+                db::payments::close_open_of_orders(
+                    conn,
+                    dialect,
+                    &ids,
+                    PaymentStatus::Cancelled,
+                    now,
+                )
+                .await?;
+            }
+            OrderStatus::Completed if order.completed_at.is_none() => {
+                db::ledger::count_sales_of_orders(conn, dialect, &ids, 1, now).await?;
+            }
+            OrderStatus::Refunded => {
+                returned = db::ledger::return_stock_of_orders(
+                    conn,
+                    dialect,
+                    &ids,
+                    MovementReason::Restock,
+                    &actor_label,
+                    note,
+                    now,
+                )
+                .await?;
+                if order.completed_at.is_some() {
+                    db::ledger::count_sales_of_orders(conn, dialect, &ids, -1, now).await?;
+                }
+                db::payments::settle_succeeded_of_order(conn, order.id, true, now).await?;
+            }
+            _ => {}
+        }
+        db::history::append(conn, order.id, Some(from), to, &actor_label, note, now).await?;
+        if self.policy.events {
+            let details = OrderDetails {
+                items: db::orders::items(conn, order.id).await?,
+                payments: db::payments::for_order(conn, order.id).await?,
+                order: updated.clone(),
+            };
+            let kind = EventType::of_transition(from, to, actor == Actor::Expiry);
+            let first = match kind {
+                EventType::OrderExpired => crate::sweep::expired_event(&details, seq),
+                _ => {
+                    let extra = match kind {
+                        EventType::OrderPaid => json!({
+                            "payment": details.payments.iter()
+                                .find(|p| Some(p.id) == input.payment_id)
+                                .or_else(|| details.payments.iter().find(|p| p.status == PaymentStatus::Succeeded)),
+                        }),
+                        EventType::OrderCancelled => json!({
+                            "reason": updated.cancel_reason,
+                            "actor": actor_label,
+                            "refund_required": details.payments.iter().any(|p| p.refund_required),
+                        }),
+                        EventType::OrderShipped | EventType::OrderCompleted => json!({
+                            "carrier": updated.carrier,
+                            "tracking_number": updated.tracking_number,
+                        }),
+                        _ => json!({"reason": note}),
+                    };
+                    NewEvent::order(kind, &details, seq, Some(from), extra)
+                }
+            };
+            let mut new_events = vec![first];
+            new_events.extend(
+                returned
+                    .iter()
+                    .filter_map(|(product, units)| events::stock_events(product, *units)),
+            );
+            events::record(conn, dialect, true, &new_events, now).await?;
+        }
+        audit::record(
+            conn,
+            actor,
+            audit_action(from, to),
+            Object::Order(order.id),
+            json!({"from": from, "to": to, "reason": note, "carrier": fields.carrier,
+                   "tracking_number": fields.tracking_number}),
+            now,
+        )
+        .await?;
+        metrics::counter!("ordo_order_transitions_total", "from" => from.as_str(), "to" => to.as_str())
+            .increment(1);
+        Ok(updated)
+    }
+
     /// Places an order: reserves every item's stock (product-id order, conditional
-    /// decrement, a ledger row each), creates the order, its items, its history's first row
-    /// and its first payment. All or nothing.
+    /// decrement, a ledger row each), creates the order, its items, its history's first row,
+    /// its first payment and its event. All or nothing.
     pub async fn place_order(&self, actor: Actor, new: &NewOrder) -> Result<PlacedOrder> {
         self.place_order_once(actor, new, None)
             .await
@@ -253,7 +352,8 @@ impl Ordo {
     /// Like [`Ordo::place_order`], honouring an idempotency key: the first request with a
     /// key places the order; a retry with the same key and the same order gets that order
     /// back (and `true`), with no second reservation; the same key with a different order is
-    /// refused. A placement that fails leaves the key unused.
+    /// refused. A placement that fails leaves the key unused. Customers are held to the
+    /// limits on unpaid orders and units, and so are staff placing for them.
     pub async fn place_order_once(
         &self,
         actor: Actor,
@@ -266,172 +366,81 @@ impl Ordo {
                     reason: "customers place orders for themselves only".to_owned(),
                 });
             }
-            Actor::Customer(_) | Actor::Staff(_) => {}
-            Actor::Expiry | Actor::Payment => {
+            Actor::Customer(_) | Actor::Staff(_) | Actor::Operator => {}
+            Actor::Expiry | Actor::Payment | Actor::Scheduler => {
                 return Err(Error::Forbidden {
                     reason: "only customers and staff place orders".to_owned(),
                 });
             }
         }
-        let lines = new.validated_lines()?;
-        let now = self.clock.now();
-        let actor_label = actor.label();
-        let mut tx = self.db.write_tx().await?;
-        let caller = match actor {
-            Actor::Customer(id) | Actor::Staff(id) => id,
-            Actor::Expiry | Actor::Payment => 0,
-        };
-        if let Some(key) = idempotency_key {
-            if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(Error::validation(
-                    "Idempotency-Key",
-                    "1 to 200 visible ASCII characters",
-                ));
-            }
-            let hash = request_hash(new, &lines);
-            if !db::orders::claim_idempotency_key(&mut tx, caller, key, &hash, now).await? {
-                let (seen_hash, order_id) = db::orders::idempotency_key(&mut tx, caller, key)
-                    .await?
-                    .ok_or_else(|| Error::Conflict("idempotency key vanished; retry".into()))?;
-                if seen_hash != hash {
-                    return Err(Error::IdempotencyKeyReused);
+        let lines = new.validated_lines(self.policy.max_units_per_order)?;
+        let key = match idempotency_key {
+            None => None,
+            Some(key) => {
+                if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(Error::validation(
+                        "Idempotency-Key",
+                        "1 to 200 visible ASCII characters",
+                    ));
                 }
-                let order_id = order_id.ok_or_else(|| {
-                    Error::Conflict("the first request with this key is still running".into())
-                })?;
-                drop(tx);
+                Some((key.to_owned(), request_hash(new, &lines)))
+            }
+        };
+        let request = PlacementRequest {
+            actor,
+            user_id: new.user_id,
+            lines,
+            note: new.note.clone(),
+            key,
+            policy: self.policy,
+            clock: self.clock.clone(),
+        };
+        match self.placements.place(request).await? {
+            Placed::New(placed) => Ok((*placed, false)),
+            Placed::Replay(order_id) => {
                 let order = self.order(actor, order_id).await?;
                 let payment = order
                     .payments
                     .first()
                     .cloned()
                     .ok_or(Error::NotFound { what: "payment" })?;
-                return Ok((PlacedOrder { order, payment }, true));
+                Ok((PlacedOrder { order, payment }, true))
             }
         }
+    }
 
-        let mut items = Vec::with_capacity(lines.len());
-        let mut currency: Option<String> = None;
-        let mut total: i64 = 0;
-        for (product_id, quantity) in lines {
-            let Some(taken) = db::products::take_stock(&mut tx, product_id, quantity, now).await?
-            else {
-                let product = db::products::get(&mut tx, product_id)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::validation("items", format!("product {product_id} does not exist"))
-                    })?;
-                if !product.active {
-                    return Err(Error::validation(
-                        "items",
-                        format!("product {product_id} ({}) is not on sale", product.sku),
-                    ));
-                }
-                return Err(Error::InsufficientStock {
-                    product_id,
-                    sku: product.sku,
-                    requested: quantity,
-                    available: product.stock,
+    /// Checks, before anything else is read, that `actor` may ask to move `order_id` to
+    /// `to` at all: a move their role can never make is `Forbidden` (even for an order that
+    /// does not exist), another customer's order is `NotFound`. Whether the order's current
+    /// status allows the move is decided later, under the order's lock.
+    pub async fn authorize_move(&self, actor: Actor, order_id: i64, to: OrderStatus) -> Result<()> {
+        let role = match actor {
+            Actor::Customer(_) => Role::Owner,
+            Actor::Staff(_) | Actor::Operator => Role::Staff,
+            Actor::Expiry => Role::Expiry,
+            Actor::Payment => Role::Payment,
+            Actor::Scheduler => {
+                return Err(Error::Forbidden {
+                    reason: "the scheduler moves no orders".to_owned(),
                 });
-            };
-            match &currency {
-                None => currency = Some(taken.currency.clone()),
-                Some(c) if *c != taken.currency => {
-                    return Err(Error::validation(
-                        "items",
-                        format!(
-                            "all items must share one currency ({c} and {})",
-                            taken.currency
-                        ),
-                    ));
-                }
-                Some(_) => {}
             }
-            total = taken
-                .price_cents
-                .checked_mul(quantity)
-                .and_then(|line| total.checked_add(line))
-                .filter(|t| *t <= MAX_AMOUNT * 1000)
-                .ok_or_else(|| Error::validation("items", "order total is too large"))?;
-            items.push(OrderItem {
-                product_id,
-                quantity,
-                unit_price_cents: taken.price_cents,
+        };
+        if !lifecycle::may_ever(role, to) {
+            return Err(Error::Forbidden {
+                reason: match role {
+                    Role::Owner => format!("customers may not move orders to {to}; only staff may"),
+                    _ => format!("you may not move orders to {to}"),
+                },
             });
         }
-        let currency = currency.unwrap_or_default();
-        let number = new_order_number();
-        let order = db::orders::insert(
-            &mut tx,
-            &NewOrderRow {
-                number: &number,
-                user_id: new.user_id,
-                total_cents: total,
-                currency: &currency,
-                note: new.note.as_deref(),
-                now,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            Error::Database(sqlx::Error::Database(db))
-                if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation =>
-            {
-                Error::validation("user_id", format!("user {} does not exist", new.user_id))
-            }
-            other => other,
-        })?;
-        for item in &items {
-            db::orders::insert_item(&mut tx, order.id, item).await?;
-            db::ledger::record_reservation(
-                &mut tx,
-                item.product_id,
-                order.id,
-                item.quantity,
-                &actor_label,
-                now,
-            )
-            .await?;
-        }
-        db::history::append(
-            &mut tx,
-            order.id,
-            None,
-            OrderStatus::Pending,
-            &actor_label,
-            None,
-            now,
-        )
-        .await?;
-        let payment = db::payments::insert(
-            &mut tx,
-            order.id,
-            total,
-            "card",
-            now + self.policy.payment_ttl_ms,
-            now,
-        )
-        .await?;
-        if let Some(key) = idempotency_key {
-            db::orders::bind_idempotency_key(&mut tx, caller, key, order.id).await?;
-        }
-        tx.commit().await?;
-        metrics::counter!("ordo_orders_placed_total").increment(1);
-        Ok((
-            PlacedOrder {
-                order: OrderDetails {
-                    order,
-                    items,
-                    payments: vec![payment.clone()],
-                },
-                payment,
-            },
-            false,
-        ))
+        let mut conn = self.db.pool().acquire().await?;
+        visible_order(&mut conn, actor, order_id).await?;
+        Ok(())
     }
 
     /// Moves an order to `to` on behalf of `actor`: locked, checked against the lifecycle
-    /// and the actor's role, applied with its effects and history row, in one transaction.
+    /// and the actor's role, applied with its effects, history row and event, in one
+    /// transaction.
     pub async fn transition(
         &self,
         actor: Actor,
@@ -440,17 +449,14 @@ impl Ordo {
         input: &TransitionInput,
     ) -> Result<Order> {
         if let Some(note) = &input.note {
-            Error::check_free_text("reason", note, 1000)?;
+            crate::domain::text::check_free("reason", note, 1000)?;
         }
         for (field, value) in [
             ("carrier", &input.carrier),
             ("tracking_number", &input.tracking_number),
         ] {
             if let Some(value) = value {
-                if value.trim().is_empty() {
-                    return Err(Error::validation(field, "must not be empty"));
-                }
-                Error::check_free_text(field, value, 200)?;
+                crate::domain::text::check_line(field, value, 200)?;
             }
         }
         let now = self.clock.now();
@@ -460,8 +466,10 @@ impl Ordo {
         let role = role_for(actor, &order)?;
         lifecycle::check_move(order.status, to, role)
             .map_err(|refusal| refusal_error(order.status, to, refusal))?;
-        let order = apply_transition(&mut tx, dialect, &order, to, actor, input, now).await?;
-        tx.commit().await?;
+        let order = self
+            .apply_transition(&mut tx, &order, to, actor, input, now)
+            .await?;
+        self.commit(tx).await?;
         Ok(order)
     }
 
@@ -492,6 +500,15 @@ impl Ordo {
         })
     }
 
+    /// The order with this public number (staff), for search.
+    pub async fn order_by_number(&self, actor: Actor, number: &str) -> Result<Order> {
+        crate::inventory::require_staff(actor)?;
+        let mut conn = self.db.pool().acquire().await?;
+        db::orders::by_number(&mut conn, number.trim())
+            .await?
+            .ok_or(Error::NotFound { what: "order" })
+    }
+
     pub async fn order_history(&self, actor: Actor, order_id: i64) -> Result<Vec<HistoryEntry>> {
         let mut conn = self.db.pool().acquire().await?;
         visible_order(&mut conn, actor, order_id).await?;
@@ -502,8 +519,8 @@ impl Ordo {
     pub async fn orders(&self, actor: Actor, mut filter: OrderFilter) -> Result<Vec<Order>> {
         match actor {
             Actor::Customer(id) => filter.user_id = Some(id),
-            Actor::Staff(_) => {}
-            Actor::Expiry | Actor::Payment => {
+            Actor::Staff(_) | Actor::Operator => {}
+            Actor::Expiry | Actor::Payment | Actor::Scheduler => {
                 return Err(Error::Forbidden {
                     reason: "not a user".to_owned(),
                 });
@@ -525,7 +542,7 @@ mod tests {
     #[test]
     fn lines_are_merged_and_sorted() {
         assert_eq!(
-            order(&[(5, 1), (2, 3), (5, 2)]).validated_lines().unwrap(),
+            order(&[(5, 1), (2, 3), (5, 2)]).validated_lines(0).unwrap(),
             vec![(2, 3), (5, 3)]
         );
     }
@@ -541,7 +558,7 @@ mod tests {
             (order(&[(1, MAX_QUANTITY), (1, 1)]), "items[1].quantity"),
         ];
         for (new, expected) in cases {
-            match new.validated_lines() {
+            match new.validated_lines(0) {
                 Err(Error::Validation { field, .. }) => assert_eq!(field, expected),
                 other => panic!("{new:?}: {other:?}"),
             }
@@ -550,10 +567,19 @@ mod tests {
 
     #[test]
     fn order_numbers_look_random() {
-        let a = new_order_number();
-        let b = new_order_number();
+        let a = crate::placement::new_order_number();
+        let b = crate::placement::new_order_number();
         assert_ne!(a, b);
         assert_eq!(a.len(), "ORD-XXXX-XXXX-XXXX".len());
         assert!(a.starts_with("ORD-"));
+    }
+
+    #[test]
+    fn the_units_limit_names_the_item_that_crosses_it() {
+        match order(&[(1, 60), (2, 30), (3, 20)]).validated_lines(100) {
+            Err(Error::Validation { field, .. }) => assert_eq!(field, "items[2].quantity"),
+            other => panic!("{other:?}"),
+        }
+        assert!(order(&[(1, 60), (2, 40)]).validated_lines(100).is_ok());
     }
 }

@@ -4,9 +4,10 @@
 //! `FOR UPDATE SKIP LOCKED`, so none is a leader and none cancels an order twice.
 
 use crate::Ordo;
-use crate::sweep::SweepRequest;
-use std::sync::Arc;
+use crate::domain::Actor;
+use crate::sweep::{SweepRequest, SweepTrigger};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -57,6 +58,47 @@ impl Shutdown {
     }
 }
 
+/// Work that outlives the request that started it (a sweep started over HTTP): it sees
+/// `shutdown`, and `ordo serve` awaits it before exiting.
+#[derive(Clone)]
+pub struct Jobs {
+    shutdown: Shutdown,
+    running: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Jobs {
+    pub fn new(shutdown: Shutdown) -> Jobs {
+        Jobs {
+            shutdown,
+            running: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    pub fn spawn(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(job);
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|h| !h.is_finished());
+        running.push(handle);
+    }
+
+    /// Waits for every job (after `shutdown` was triggered, they stop early).
+    pub async fn wait(&self) {
+        let handles: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn signal() {
     let ctrl_c = async {
@@ -96,11 +138,21 @@ pub async fn run_sweeps(ordo: Ordo, request: SweepRequest, interval: Duration, s
         if shutdown.is_triggered() {
             break;
         }
-        let summary = ordo
-            .cancel_unpaid_orders(&request, shutdown.flag(), |_, _| {})
-            .await;
-        if summary.errors > 0 {
-            tracing::warn!(errors = summary.errors, "scheduled sweep had failures");
+        match ordo
+            .run_sweep(
+                Actor::Scheduler,
+                SweepTrigger::Scheduler,
+                &request,
+                shutdown.flag(),
+                |_, _| {},
+            )
+            .await
+        {
+            Ok((_, summary)) if summary.errors > 0 => {
+                tracing::warn!(errors = summary.errors, "scheduled sweep had failures");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "scheduled sweep could not start"),
         }
     }
     tracing::info!("scheduler stopped");

@@ -2,15 +2,22 @@
 //! releases their stock. One batch at a time: claim (PostgreSQL `FOR UPDATE SKIP LOCKED`,
 //! SQLite `BEGIN IMMEDIATE`), cancel the whole batch with a few set-based statements in one
 //! transaction, move on; memory stays flat whatever the backlog. If a batch fails, its
-//! orders are redone one at a time so only the bad order fails. The CLI, the HTTP endpoint
-//! and the scheduler all call [`Ordo::cancel_unpaid_orders`].
+//! orders are redone one at a time so only the bad order fails. The CLI, the HTTP endpoint,
+//! the console and the scheduler all call [`Ordo::run_sweep`] (or [`Ordo::start_sweep_run`]
+//! and [`Ordo::finish_sweep_run`] for a run in the background), which records every run in
+//! `sweep_runs` and the staff who started it in the audit log.
 
 use crate::Ordo;
+use crate::audit::{self, Object};
 use crate::db::sweep::{self as queries, Cursor, DueOrder};
-use crate::domain::{Actor, Millis, OrderStatus, format_rfc3339};
+use crate::db::sweep_runs;
+use crate::domain::{Actor, Millis, OrderStatus, format_rfc3339, time::serde_rfc3339};
+use crate::domain::{OrderDetails, OrderItem, Payment};
 use crate::error::{Error, Result};
-use crate::orders::{TransitionInput, apply_transition};
+use crate::events::{self, EventType, NewEvent};
+use crate::orders::TransitionInput;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -24,6 +31,95 @@ pub struct SweepRequest {
     pub batch_size: u32,
     /// At most this many due orders in this run.
     pub limit: Option<u64>,
+    /// Evaluate deadlines as of this instant instead of the clock's now.
+    pub now: Option<Millis>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepTrigger {
+    Scheduler,
+    Cli,
+    Api,
+    Console,
+}
+
+impl SweepTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepTrigger::Scheduler => "scheduler",
+            SweepTrigger::Cli => "cli",
+            SweepTrigger::Api => "api",
+            SweepTrigger::Console => "console",
+        }
+    }
+}
+
+/// A run as recorded: who started it, how, and what it did (so far, while running).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SweepRun {
+    pub id: i64,
+    /// scheduler, cli, api or console.
+    pub trigger: String,
+    /// Who started it: `user:ID`, `cli:LOGIN` or `system:scheduler`.
+    pub actor: String,
+    pub dry_run: bool,
+    pub timeout_minutes: i64,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub cutoff: Millis,
+    /// running, finished, stopped (early: shutdown or a database error) or interrupted
+    /// (its process went away mid-run).
+    pub state: String,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Millis,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Millis>,
+    pub found: i64,
+    pub cancelled: i64,
+    pub would_cancel: i64,
+    pub skipped: i64,
+    pub errors: i64,
+    pub units_released: i64,
+    pub duration_ms: i64,
+    pub stopped_reason: Option<String>,
+    pub failures: Vec<SweepFailure>,
+}
+
+/// A running run that has not reported for this long is taken to be interrupted.
+const STALE_RUN_MS: Millis = 10 * 60_000;
+
+impl SweepRun {
+    fn from_row(row: sweep_runs::RunRow, now: Millis) -> SweepRun {
+        let state = if row.state == "running" && row.heartbeat_at < now - STALE_RUN_MS {
+            "interrupted".to_owned()
+        } else {
+            row.state
+        };
+        SweepRun {
+            id: row.id,
+            trigger: row.trigger,
+            actor: row.actor,
+            dry_run: row.dry_run != 0,
+            timeout_minutes: row.timeout_minutes,
+            cutoff: row.cutoff,
+            state,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            found: row.found,
+            cancelled: row.cancelled,
+            would_cancel: row.would_cancel,
+            skipped: row.skipped,
+            errors: row.errors,
+            units_released: row.units_released,
+            duration_ms: row.duration_ms,
+            stopped_reason: row.stopped_reason,
+            failures: serde_json::from_str(&row.failures).unwrap_or_default(),
+        }
+    }
 }
 
 /// What happened to one due order.
@@ -44,7 +140,7 @@ pub struct BatchReport {
     pub next: Cursor,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct SweepFailure {
     pub order_id: i64,
     pub number: String,
@@ -80,7 +176,152 @@ impl SweepRequest {
     }
 }
 
+/// How often a running run writes its progress to its record.
+const HEARTBEAT_MS: u128 = 1_000;
+
+impl SweepSummary {
+    fn progress<'a>(
+        &'a self,
+        failures: &'a str,
+        finished_at: Option<Millis>,
+    ) -> sweep_runs::Progress<'a> {
+        sweep_runs::Progress {
+            state: match (finished_at, &self.stopped) {
+                (None, _) => "running",
+                (Some(_), None) => "finished",
+                (Some(_), Some(_)) => "stopped",
+            },
+            found: self.found as i64,
+            cancelled: self.cancelled as i64,
+            would_cancel: self.would_cancel as i64,
+            skipped: self.skipped as i64,
+            errors: self.errors as i64,
+            units_released: self.units_released,
+            duration_ms: self.duration_ms as i64,
+            stopped_reason: self.stopped.as_deref(),
+            failures,
+            finished_at,
+        }
+    }
+}
+
 impl Ordo {
+    /// Records the start of a run (and, for staff and operators, an audit row) and returns
+    /// its record; [`Ordo::finish_sweep_run`] does the work. Only staff, operators and the
+    /// scheduler start runs.
+    pub async fn start_sweep_run(
+        &self,
+        actor: Actor,
+        trigger: SweepTrigger,
+        request: &SweepRequest,
+    ) -> Result<SweepRun> {
+        if !(actor.is_staff() || actor == Actor::Scheduler) {
+            return Err(Error::Forbidden {
+                reason: "only staff run sweeps".to_owned(),
+            });
+        }
+        let now = self.clock.now();
+        let cutoff = request.now.unwrap_or(now) - request.timeout_ms();
+        let mut tx = self.db.write_tx().await?;
+        let id = sweep_runs::insert(
+            &mut tx,
+            trigger.as_str(),
+            &actor.label(),
+            request.dry_run,
+            i64::from(request.timeout_minutes),
+            cutoff,
+            now,
+        )
+        .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "sweep.run",
+            Object::SweepRun(id),
+            serde_json::json!({"trigger": trigger.as_str(), "dry_run": request.dry_run,
+                "timeout_minutes": request.timeout_minutes, "limit": request.limit}),
+            now,
+        )
+        .await?;
+        let row = sweep_runs::get(&mut tx, id)
+            .await?
+            .ok_or(Error::NotFound { what: "sweep run" })?;
+        tx.commit().await?;
+        Ok(SweepRun::from_row(row, now))
+    }
+
+    /// Does the work of a started run, writing its progress to the record as it goes and
+    /// its summary at the end (`stopped` with the reason when it stopped early).
+    pub async fn finish_sweep_run(
+        &self,
+        run_id: i64,
+        request: &SweepRequest,
+        stop: &AtomicBool,
+        on_order: impl FnMut(&DueOrder, &OrderOutcome),
+    ) -> SweepSummary {
+        let summary = self
+            .cancel_unpaid_orders_recorded(request, stop, on_order, Some(run_id))
+            .await;
+        let failures = serde_json::to_string(&summary.failures).unwrap_or_else(|_| "[]".into());
+        let now = self.clock.now();
+        let written = async {
+            let mut conn = self.db.pool().acquire().await?;
+            sweep_runs::update(
+                &mut conn,
+                run_id,
+                &summary.progress(&failures, Some(now)),
+                now,
+            )
+            .await
+        };
+        if let Err(err) = written.await {
+            tracing::error!(run_id, error = %err, "could not record the end of a sweep run");
+        }
+        summary
+    }
+
+    /// A whole recorded run: [`Ordo::start_sweep_run`], then [`Ordo::finish_sweep_run`].
+    pub async fn run_sweep(
+        &self,
+        actor: Actor,
+        trigger: SweepTrigger,
+        request: &SweepRequest,
+        stop: &AtomicBool,
+        on_order: impl FnMut(&DueOrder, &OrderOutcome),
+    ) -> Result<(SweepRun, SweepSummary)> {
+        let run = self.start_sweep_run(actor, trigger, request).await?;
+        let summary = self.finish_sweep_run(run.id, request, stop, on_order).await;
+        let run = self.sweep_run(actor, run.id).await.unwrap_or(run);
+        Ok((run, summary))
+    }
+
+    /// One run's record (staff, operators).
+    pub async fn sweep_run(&self, actor: Actor, id: i64) -> Result<SweepRun> {
+        crate::inventory::require_staff_or(actor, Actor::Scheduler)?;
+        let mut conn = self.db.pool().acquire().await?;
+        let row = sweep_runs::get(&mut conn, id)
+            .await?
+            .ok_or(Error::NotFound { what: "sweep run" })?;
+        Ok(SweepRun::from_row(row, self.clock.now()))
+    }
+
+    /// Runs, newest first (staff, operators).
+    pub async fn sweep_runs(
+        &self,
+        actor: Actor,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<SweepRun>> {
+        crate::inventory::require_staff(actor)?;
+        let now = self.clock.now();
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(sweep_runs::list(&mut conn, before_id, limit)
+            .await?
+            .into_iter()
+            .map(|row| SweepRun::from_row(row, now))
+            .collect())
+    }
+
     /// The age in milliseconds of the oldest order a sweep with this timeout would cancel
     /// now, if any.
     pub async fn oldest_due_order_age_ms(&self, timeout_minutes: u32) -> Result<Option<Millis>> {
@@ -127,8 +368,8 @@ impl Ordo {
                 ..BatchReport::default()
             });
         }
-        let batch = match queries::cancel_batch(&mut tx, dialect, &due, now).await {
-            Ok(units) => tx.commit().await.map(|()| units).map_err(Error::from),
+        let batch = match self.cancel_claimed(&mut tx, &due, now).await {
+            Ok(units) => self.commit(tx).await.map(|()| units),
             Err(err) => {
                 drop(tx);
                 Err(err)
@@ -166,6 +407,51 @@ impl Ordo {
         }
     }
 
+    /// Cancels a claimed batch set-based, with one `order.expired` event per order (and the
+    /// products' back-in-stock events) written by one statement; returns the units released.
+    async fn cancel_claimed(
+        &self,
+        tx: &mut crate::db::Tx,
+        due: &[DueOrder],
+        now: Millis,
+    ) -> Result<i64> {
+        let dialect = self.db.dialect();
+        let cancelled = queries::cancel_batch(tx, dialect, due, now).await?;
+        let units = cancelled.returned.iter().map(|(_, units)| units).sum();
+        if !self.policy.events {
+            return Ok(units);
+        }
+        let (items, payments) = queries::items_and_payments(tx, dialect, due).await?;
+        let mut items_of: HashMap<i64, Vec<OrderItem>> = HashMap::new();
+        for (order_id, item) in items {
+            items_of.entry(order_id).or_default().push(item);
+        }
+        let mut payments_of: HashMap<i64, Vec<Payment>> = HashMap::new();
+        for payment in payments {
+            payments_of
+                .entry(payment.order_id)
+                .or_default()
+                .push(payment);
+        }
+        let mut new_events = Vec::with_capacity(cancelled.orders.len() + cancelled.returned.len());
+        for (order, seq) in cancelled.orders {
+            let details = OrderDetails {
+                items: items_of.remove(&order.id).unwrap_or_default(),
+                payments: payments_of.remove(&order.id).unwrap_or_default(),
+                order,
+            };
+            new_events.push(expired_event(&details, seq));
+        }
+        new_events.extend(
+            cancelled
+                .returned
+                .iter()
+                .filter_map(|(product, units)| events::stock_events(product, *units)),
+        );
+        events::record(tx, dialect, true, &new_events, now).await?;
+        Ok(units)
+    }
+
     /// Cancels one due order through the ordinary transition, in its own transaction.
     async fn cancel_one_unpaid(&self, order_id: i64, cutoff: Millis, now: Millis) -> OrderOutcome {
         let attempt = async {
@@ -179,9 +465,8 @@ impl Ordo {
                 note: Some(queries::REASON.to_owned()),
                 ..TransitionInput::default()
             };
-            apply_transition(
+            self.apply_transition(
                 &mut tx,
-                dialect,
                 &order,
                 OrderStatus::Cancelled,
                 Actor::Expiry,
@@ -189,7 +474,7 @@ impl Ordo {
                 now,
             )
             .await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok::<_, Error>(OrderOutcome::Cancelled)
         };
         match attempt.await {
@@ -201,16 +486,29 @@ impl Ordo {
         }
     }
 
-    /// A whole run: batches until nothing is due, the limit is reached, or `stop` is set
-    /// (the batch in hand is finished first). `on_order` sees every due order's outcome.
+    /// A whole run, unrecorded: batches until nothing is due, the limit is reached, or
+    /// `stop` is set (the batch in hand is finished first). `on_order` sees every due
+    /// order's outcome. Front ends call [`Ordo::run_sweep`], which records the run.
     pub async fn cancel_unpaid_orders(
         &self,
         request: &SweepRequest,
         stop: &AtomicBool,
+        on_order: impl FnMut(&DueOrder, &OrderOutcome),
+    ) -> SweepSummary {
+        self.cancel_unpaid_orders_recorded(request, stop, on_order, None)
+            .await
+    }
+
+    async fn cancel_unpaid_orders_recorded(
+        &self,
+        request: &SweepRequest,
+        stop: &AtomicBool,
         mut on_order: impl FnMut(&DueOrder, &OrderOutcome),
+        run_id: Option<i64>,
     ) -> SweepSummary {
         let started = Instant::now();
-        let now = self.clock.now();
+        let mut reported = Instant::now();
+        let now = request.now.unwrap_or_else(|| self.clock.now());
         let cutoff = now - request.timeout_ms();
         let mut summary = SweepSummary {
             dry_run: request.dry_run,
@@ -276,6 +574,21 @@ impl Ordo {
                 }
                 on_order(order, outcome);
             }
+            if let Some(run_id) = run_id.filter(|_| reported.elapsed().as_millis() >= HEARTBEAT_MS)
+            {
+                reported = Instant::now();
+                summary.duration_ms = started.elapsed().as_millis() as u64;
+                let failures = serde_json::to_string(&summary.failures).unwrap_or_default();
+                let at = self.clock.now();
+                let written = async {
+                    let mut conn = self.db.pool().acquire().await?;
+                    sweep_runs::update(&mut conn, run_id, &summary.progress(&failures, None), at)
+                        .await
+                };
+                if let Err(err) = written.await {
+                    tracing::warn!(run_id, error = %err, "could not record sweep progress");
+                }
+            }
         }
         let elapsed = started.elapsed();
         summary.duration_ms = elapsed.as_millis() as u64;
@@ -307,6 +620,17 @@ impl Ordo {
         );
         summary
     }
+}
+
+/// `order.expired`, as the batch path and the per-order path both write it.
+pub(crate) fn expired_event(details: &OrderDetails, seq: i64) -> NewEvent {
+    NewEvent::order(
+        EventType::OrderExpired,
+        details,
+        seq,
+        Some(OrderStatus::Pending),
+        serde_json::json!({"units_released": crate::orders::units_per_product(&details.items)}),
+    )
 }
 
 fn report(

@@ -4,8 +4,9 @@
 
 use crate::cli::{Failure, SweepArgs};
 use crate::config::Settings;
+use crate::domain::Actor;
 use crate::domain::format_rfc3339;
-use crate::sweep::{OrderOutcome, SweepRequest, SweepSummary};
+use crate::sweep::{OrderOutcome, SweepRequest, SweepSummary, SweepTrigger};
 use crate::{Clock, Ordo};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -26,6 +27,7 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
         dry_run: args.dry_run,
         batch_size: args.batch_size.unwrap_or(settings.sweep_batch_size),
         limit: args.limit,
+        now: None,
     };
     // With --json, stdout carries the summary alone.
     let mut out: Box<dyn Write + Send> = if args.json {
@@ -63,29 +65,35 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
 
     let stop = AtomicBool::new(false);
     let verbose = args.verbose;
-    let summary = ordo
-        .cancel_unpaid_orders(&request, &stop, |order, outcome| {
-            if let Some(bar) = &bar {
-                bar.inc(1);
-            }
-            if verbose {
-                let what = match outcome {
-                    OrderOutcome::Cancelled => "cancelled".to_owned(),
-                    OrderOutcome::WouldCancel => "would cancel".to_owned(),
-                    OrderOutcome::Skipped => "skipped (no longer due)".to_owned(),
-                    OrderOutcome::Failed(e) => format!("FAILED ({e})"),
-                };
-                let _ = writeln!(
-                    out,
-                    "{what}: order {} {} created {}, {} unit(s)",
-                    order.id,
-                    order.number,
-                    format_rfc3339(order.created_at),
-                    order.units
-                );
-            }
-        })
-        .await;
+    let (_, summary) = ordo
+        .run_sweep(
+            Actor::Operator,
+            SweepTrigger::Cli,
+            &request,
+            &stop,
+            |order, outcome| {
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+                if verbose {
+                    let what = match outcome {
+                        OrderOutcome::Cancelled => "cancelled".to_owned(),
+                        OrderOutcome::WouldCancel => "would cancel".to_owned(),
+                        OrderOutcome::Skipped => "skipped (no longer due)".to_owned(),
+                        OrderOutcome::Failed(e) => format!("FAILED ({e})"),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{what}: order {} {} created {}, {} unit(s)",
+                        order.id,
+                        order.number,
+                        format_rfc3339(order.created_at),
+                        order.units
+                    );
+                }
+            },
+        )
+        .await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

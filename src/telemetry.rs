@@ -95,4 +95,35 @@ fn describe_metrics() {
         "ordo_late_payments_awaiting_refund",
         "Succeeded payments flagged refund_required"
     );
+    describe_counter!(
+        "ordo_late_payments_settled_total",
+        "Late payments whose refund staff marked as settled"
+    );
+    describe_histogram!(
+        "ordo_placement_batch_size",
+        "Orders placed together in one transaction"
+    );
+    describe_counter!(
+        "ordo_rate_limited_total",
+        "Requests refused by the rate limiter, by client kind (token or address)"
+    );
+    describe_counter!(
+        "ordo_webhook_deliveries_total",
+        "Delivery attempts by endpoint and outcome (succeeded, failed, dead)"
+    );
+    describe_histogram!(
+        "ordo_webhook_delivery_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long one delivery attempt took, by endpoint"
+    );
+    describe_histogram!(
+        "ordo_event_delivery_lag_seconds",
+        metrics::Unit::Seconds,
+        "From an event's commit to its successful delivery"
+    );
+    describe_gauge!(
+        "ordo_events_oldest_undelivered_age_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest event an enabled endpoint has not received yet (0 when none)"
+    );
 }

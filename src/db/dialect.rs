@@ -64,6 +64,40 @@ impl Dialect {
         }
     }
 
+    /// Like [`Dialect::for_update`], in the weaker mode that still lets other transactions
+    /// insert rows referencing the locked one (their foreign-key checks take KEY SHARE): for
+    /// rows whose keys do not change, such as a product whose stock does.
+    pub fn for_no_key_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR NO KEY UPDATE",
+        }
+    }
+
+    /// A FROM item with one row per object of the JSON array bound as text to `$n`, named
+    /// `r`, with the given (column, SQL type) pairs: how one statement inserts or updates a
+    /// whole batch without building SQL from values.
+    pub fn json_rows(self, n: u8, columns: &[(&str, &str)]) -> String {
+        match self {
+            Dialect::Postgres => format!(
+                "json_to_recordset(${n}::json) AS r({})",
+                columns
+                    .iter()
+                    .map(|(name, ty)| format!("{name} {ty}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Dialect::Sqlite => format!(
+                "(SELECT {} FROM json_each(${n})) AS r",
+                columns
+                    .iter()
+                    .map(|(name, _)| format!("json_extract(value, '$.{name}') AS {name}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Sqlite => "sqlite",
@@ -91,6 +125,14 @@ mod tests {
             Dialect::Postgres
         );
         assert!(Dialect::from_url("mysql://u@h/db").is_err());
+        assert_eq!(
+            Dialect::Postgres.json_rows(1, &[("id", "bigint"), ("key", "text")]),
+            "json_to_recordset($1::json) AS r(id bigint, key text)"
+        );
+        assert_eq!(
+            Dialect::Sqlite.json_rows(2, &[("id", "bigint")]),
+            "(SELECT json_extract(value, '$.id') AS id FROM json_each($2)) AS r"
+        );
         assert!(Dialect::from_url("").is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! so that for every product stock = sum of its movements.
 
 use super::{Conn, Dialect};
-use crate::domain::{Millis, MovementReason, StockMovement};
+use crate::domain::{Millis, MovementReason, Product, StockMovement};
 use crate::error::Result;
 
 /// One ledger row not tied to an order (a staff adjustment or opening stock).
@@ -29,39 +29,20 @@ pub async fn record_adjustment(
     Ok(())
 }
 
-/// The reservation row for one item of a new order.
-pub async fn record_reservation(
-    conn: &mut Conn,
-    product_id: i64,
-    order_id: i64,
-    quantity: i64,
-    actor: &str,
-    now: Millis,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
-         VALUES ($1, $2, $3, 'reserve', $4, NULL, $5)",
-    )
-    .bind(product_id)
-    .bind(order_id)
-    .bind(-quantity)
-    .bind(actor)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Locks, in id order, the products the given orders hold. Every writer that touches
 /// several products takes them in this order, so two writers never deadlock.
-async fn lock_products_of(conn: &mut Conn, dialect: Dialect, order_ids_json: &str) -> Result<()> {
+pub async fn lock_products_of(
+    conn: &mut Conn,
+    dialect: Dialect,
+    order_ids_json: &str,
+) -> Result<()> {
     if dialect == Dialect::Postgres {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM products WHERE id IN
                (SELECT product_id FROM order_items WHERE order_id IN ({ids}))
              ORDER BY id{lock}",
             ids = dialect.json_ids(1),
-            lock = dialect.for_update(),
+            lock = dialect.for_no_key_update(),
         )))
         .bind(order_ids_json)
         .execute(&mut *conn)
@@ -73,7 +54,8 @@ async fn lock_products_of(conn: &mut Conn, dialect: Dialect, order_ids_json: &st
 /// Puts the items of the given orders (a JSON array of ids) back on the shelf: one ledger
 /// row per item with `reason` (`release` or `restock`), and the stock raised by the sum.
 /// The unique index on (order_id, product_id, reason) makes a second return of the same
-/// order fail instead of counting twice. Returns the units returned.
+/// order fail instead of counting twice. Returns each product as it is now with the units
+/// it got back.
 pub async fn return_stock_of_orders(
     conn: &mut Conn,
     dialect: Dialect,
@@ -82,7 +64,7 @@ pub async fn return_stock_of_orders(
     actor: &str,
     note: Option<&str>,
     now: Millis,
-) -> Result<i64> {
+) -> Result<Vec<(Product, i64)>> {
     debug_assert!(matches!(
         reason,
         MovementReason::Release | MovementReason::Restock
@@ -102,25 +84,38 @@ pub async fn return_stock_of_orders(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let units: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_items WHERE order_id IN ({ids})"
-    )))
-    .bind(order_ids_json)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    let units: std::collections::HashMap<i64, i64> =
+        sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(format!(
+            "SELECT product_id, CAST(SUM(quantity) AS BIGINT) FROM order_items
+             WHERE order_id IN ({ids}) GROUP BY product_id"
+        )))
+        .bind(order_ids_json)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    // SQLite's RETURNING sees only the updated table, so the units come from above.
+    let products = sqlx::query_as::<_, Product>(sqlx::AssertSqlSafe(format!(
         "UPDATE products SET stock = products.stock + back.units, updated_at = $2
          FROM (SELECT product_id, SUM(quantity) AS units FROM order_items
                WHERE order_id IN ({ids}) GROUP BY product_id) AS back
-         WHERE products.id = back.product_id"
+         WHERE products.id = back.product_id
+         RETURNING {}",
+        super::products::COLUMNS
     )))
     .bind(order_ids_json)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(units)
+    Ok(products
+        .into_iter()
+        .map(|p| {
+            let back = units.get(&p.id).copied().unwrap_or(0);
+            (p, back)
+        })
+        .collect())
 }
 
 /// Adds (`sign` = 1) or removes (`sign` = -1) the orders' quantities to the products'

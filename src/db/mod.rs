@@ -1,14 +1,19 @@
 //! The database: one pool over the sqlx `Any` driver, so every query is written once for
 //! SQLite and PostgreSQL. Where the two differ, the difference lives in [`Dialect`].
 
+pub mod audit;
 mod dialect;
+pub mod events;
 pub mod history;
 pub mod ledger;
 pub mod orders;
 pub mod payments;
+pub mod placement;
 pub mod products;
 pub mod sweep;
+pub mod sweep_runs;
 pub mod users;
+pub mod webhooks;
 
 pub use dialect::Dialect;
 
@@ -28,6 +33,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    url: String,
 }
 
 impl Db {
@@ -63,7 +69,12 @@ impl Db {
             }
             Dialect::Postgres => options.connect(&url).await?,
         };
-        Ok(Db { pool, dialect })
+        Ok(Db { pool, dialect, url })
+    }
+
+    /// Where a PostgreSQL listener (for delivery notifications) connects; `None` on SQLite.
+    pub fn listen_url(&self) -> Option<String> {
+        (self.dialect == Dialect::Postgres).then(|| self.url.clone())
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -103,6 +114,32 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now", not "this request is
+/// wrong": a lost or refused connection, an exhausted pool, a server shutting down or
+/// starting up, a server that turned read-only under us (a demoted primary).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08xxx connection exceptions; 25006 read-only transaction (a standby);
+            // 57P01-57P03 admin or crash shutdown, cannot connect now; 40001/40P01 are not
+            // here: they are retried. SQLITE_BUSY (5) and SQLITE_LOCKED (6) after the busy
+            // timeout.
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "25006" | "57P01" | "57P02" | "57P03" | "5" | "6"
+                )
+        }),
+        _ => false,
     }
 }
 

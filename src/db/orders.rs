@@ -1,53 +1,11 @@
 //! Order and order-item rows, and the compare-and-set that guards every status change.
 
-use super::{Conn, Dialect, on_unique_violation};
+use super::{Conn, Dialect};
 use crate::domain::{Millis, Order, OrderItem, OrderStatus};
 use crate::error::{Error, Result};
 
 pub(crate) const COLUMNS: &str = "id, number, user_id, status, total_cents, currency, note, \
      created_at, updated_at, paid_at, completed_at, cancelled_at, cancel_reason, carrier, tracking_number";
-
-pub struct NewOrderRow<'a> {
-    pub number: &'a str,
-    pub user_id: i64,
-    pub total_cents: i64,
-    pub currency: &'a str,
-    pub note: Option<&'a str>,
-    pub now: Millis,
-}
-
-pub async fn insert(conn: &mut Conn, row: &NewOrderRow<'_>) -> Result<Order> {
-    sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
-    )))
-    .bind(row.number)
-    .bind(row.user_id)
-    .bind(row.total_cents)
-    .bind(row.currency)
-    .bind(row.note)
-    .bind(row.now)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| {
-        on_unique_violation(e, "orders_number_unique", || {
-            Error::Conflict("order number collision; retry".to_owned())
-        })
-    })
-}
-
-pub async fn insert_item(conn: &mut Conn, order_id: i64, item: &OrderItem) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(order_id)
-    .bind(item.product_id)
-    .bind(item.quantity)
-    .bind(item.unit_price_cents)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
 
 pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<Order>> {
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
@@ -97,9 +55,10 @@ pub struct StatusFields<'a> {
     pub tracking_number: Option<&'a str>,
 }
 
-/// The compare-and-set: moves the order from `from` to `to` only if it is still in `from`.
-/// Returns the updated order, or `None` when another writer got there first. Fields
-/// already set (paid_at, completed_at) keep their first value.
+/// The compare-and-set: moves the order from `from` to `to` only if it is still in `from`,
+/// and takes the next number of its event sequence. Returns the updated order and that
+/// number, or `None` when another writer got there first. Fields already set (paid_at,
+/// completed_at) keep their first value.
 pub async fn compare_and_set_status(
     conn: &mut Conn,
     id: i64,
@@ -107,13 +66,13 @@ pub async fn compare_and_set_status(
     to: OrderStatus,
     fields: &StatusFields<'_>,
     now: Millis,
-) -> Result<Option<Order>> {
-    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "UPDATE orders SET status = $3, updated_at = $4,
+) -> Result<Option<(Order, i64)>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = $3, updated_at = $4, event_seq = event_seq + 1,
                 paid_at = COALESCE(paid_at, $5), completed_at = COALESCE(completed_at, $6),
                 cancelled_at = COALESCE($7, cancelled_at), cancel_reason = COALESCE($8, cancel_reason),
                 carrier = COALESCE($9, carrier), tracking_number = COALESCE($10, tracking_number)
-         WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
+         WHERE id = $1 AND status = $2 RETURNING {COLUMNS}, event_seq"
     )))
     .bind(id)
     .bind(from.as_str())
@@ -125,6 +84,20 @@ pub async fn compare_and_set_status(
     .bind(fields.cancel_reason)
     .bind(fields.carrier)
     .bind(fields.tracking_number)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        use sqlx::{FromRow, Row};
+        Ok((Order::from_row(&row)?, row.try_get::<i64, _>("event_seq")?))
+    })
+    .transpose()
+}
+
+pub async fn by_number(conn: &mut Conn, number: &str) -> Result<Option<Order>> {
+    Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM orders WHERE number = $1"
+    )))
+    .bind(number)
     .fetch_optional(&mut *conn)
     .await?)
 }
@@ -156,56 +129,4 @@ pub async fn list(conn: &mut Conn, filter: &OrderFilter) -> Result<Vec<Order>> {
     .bind(filter.limit)
     .fetch_all(&mut *conn)
     .await?)
-}
-
-/// Claims an idempotency key for a new order; `false` if the user has used it before.
-/// On PostgreSQL a concurrent claim of the same key waits for the first to finish.
-pub async fn claim_idempotency_key(
-    conn: &mut Conn,
-    user_id: i64,
-    key: &str,
-    request_hash: &str,
-    now: Millis,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at)
-         VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (user_id, key) DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(key)
-    .bind(request_hash)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// The request hash and order recorded under a key.
-pub async fn idempotency_key(
-    conn: &mut Conn,
-    user_id: i64,
-    key: &str,
-) -> Result<Option<(String, Option<i64>)>> {
-    Ok(sqlx::query_as(
-        "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
-    )
-    .bind(user_id)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?)
-}
-
-pub async fn bind_idempotency_key(
-    conn: &mut Conn,
-    user_id: i64,
-    key: &str,
-    order_id: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2")
-        .bind(user_id)
-        .bind(key)
-        .bind(order_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

@@ -4,8 +4,8 @@ use super::{Conn, Dialect};
 use crate::domain::{Millis, Payment, PaymentStatus};
 use crate::error::Result;
 
-const COLUMNS: &str = "id, order_id, amount_cents, method, status, expires_at, provider_ref, \
-     CAST(refund_required AS INTEGER) AS refund_required, created_at, updated_at";
+pub(crate) const COLUMNS: &str = "id, order_id, amount_cents, method, status, expires_at, provider_ref, \
+     CAST(refund_required AS INTEGER) AS refund_required, refund_ref, created_at, updated_at";
 
 pub async fn insert(
     conn: &mut Conn,
@@ -129,6 +129,27 @@ pub async fn settle_succeeded_of_order(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A late payment's refund went back to the customer: `refunded`, off the queue, with the
+/// provider's reference of the refund. `None` if it is not a succeeded payment flagged for
+/// refund.
+pub async fn settle_refund(
+    conn: &mut Conn,
+    id: i64,
+    provider_ref: &str,
+    now: Millis,
+) -> Result<Option<Payment>> {
+    Ok(sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
+        "UPDATE payments SET status = 'refunded', refund_required = FALSE, refund_ref = $2,
+                updated_at = $3
+         WHERE id = $1 AND status = 'succeeded' AND refund_required RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(provider_ref)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// Records a provider event id; `false` if it was seen before (a replay).

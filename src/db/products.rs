@@ -5,7 +5,7 @@ use crate::domain::{Millis, NewProduct, Product, ProductPatch};
 use crate::error::{Error, Result};
 
 // Booleans are read as integers: the `Any` driver has no SQLite boolean (see `DbFlag`).
-const COLUMNS: &str = "id, sku, name, price_cents, currency, stock, sales_count, \
+pub(crate) const COLUMNS: &str = "id, sku, name, price_cents, currency, stock, sales_count, \
      CAST(active AS INTEGER) AS active, created_at, updated_at";
 
 pub async fn insert(conn: &mut Conn, new: &NewProduct, now: Millis) -> Result<Product> {
@@ -63,33 +63,6 @@ pub async fn update(
     .bind(patch.name.as_deref())
     .bind(patch.price_cents)
     .bind(patch.active)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?)
-}
-
-/// What a reservation took: the price and currency at that instant.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Reserved {
-    pub price_cents: i64,
-    pub currency: String,
-}
-
-/// The atomic conditional decrement: takes `quantity` units only if that many are there
-/// and the product is on sale. `None` means nothing was taken.
-pub async fn take_stock(
-    conn: &mut Conn,
-    id: i64,
-    quantity: i64,
-    now: Millis,
-) -> Result<Option<Reserved>> {
-    Ok(sqlx::query_as::<_, Reserved>(
-        "UPDATE products SET stock = stock - $2, updated_at = $3
-         WHERE id = $1 AND active AND stock >= $2
-         RETURNING price_cents, currency",
-    )
-    .bind(id)
-    .bind(quantity)
     .bind(now)
     .fetch_optional(&mut *conn)
     .await?)

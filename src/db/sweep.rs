@@ -6,7 +6,7 @@
 //! Parameters: `$1` cutoff, `$2` now.
 
 use super::{Conn, Dialect};
-use crate::domain::{Millis, MovementReason, PaymentStatus};
+use crate::domain::{Millis, MovementReason, Order, OrderItem, Payment, PaymentStatus, Product};
 use crate::error::Result;
 
 const DUE: &str = "o.status = 'pending' AND o.created_at <= $1
@@ -71,10 +71,10 @@ pub async fn oldest_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<
     .await?)
 }
 
-/// The next `limit` due orders after `cursor`, oldest first. With `lock`, the rows are
-/// claimed for this transaction: on PostgreSQL rows another sweep (or a payment) holds
-/// are skipped, so concurrent sweeps take disjoint batches; on SQLite the transaction
-/// already holds the write lock.
+/// The next `limit` due orders after `cursor`, oldest first, with their units. With
+/// `lock`, the rows are claimed for this transaction: on PostgreSQL rows another sweep (or
+/// a payment) holds are skipped, so concurrent sweeps take disjoint batches; on SQLite the
+/// transaction already holds the write lock.
 pub async fn next_due(
     conn: &mut Conn,
     dialect: Dialect,
@@ -89,9 +89,10 @@ pub async fn next_due(
     } else {
         ""
     };
-    // The units are summed afterwards: PostgreSQL locks no rows of a grouped query.
-    let claimed: Vec<DueOrder> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT o.id, o.number, o.created_at, CAST(0 AS BIGINT) AS units FROM orders o
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id, o.number, o.created_at,
+                CAST((SELECT SUM(i.quantity) FROM order_items i WHERE i.order_id = o.id) AS BIGINT) AS units
+         FROM orders o
          WHERE {DUE} AND (o.created_at, o.id) > ($3, $4)
          ORDER BY o.created_at, o.id LIMIT $5{lock_clause}"
     )))
@@ -101,27 +102,7 @@ pub async fn next_due(
     .bind(cursor.id)
     .bind(limit)
     .fetch_all(&mut *conn)
-    .await?;
-    if claimed.is_empty() {
-        return Ok(claimed);
-    }
-    let ids = ids_json(&claimed);
-    let units: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT order_id, CAST(SUM(quantity) AS BIGINT) FROM order_items
-         WHERE order_id IN ({}) GROUP BY order_id",
-        dialect.json_ids(1)
-    )))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let units: std::collections::HashMap<i64, i64> = units.into_iter().collect();
-    Ok(claimed
-        .into_iter()
-        .map(|o| DueOrder {
-            units: units.get(&o.id).copied().unwrap_or(0),
-            ..o
-        })
-        .collect())
+    .await?)
 }
 
 /// Is this one order due? Locks it (PostgreSQL) when it is.
@@ -157,34 +138,50 @@ pub fn ids_json(orders: &[DueOrder]) -> String {
     out
 }
 
+/// What cancelling a batch did: the orders as they are now with their new event numbers,
+/// and the products that got stock back (with the units).
+pub struct CancelledBatch {
+    pub orders: Vec<(Order, i64)>,
+    pub returned: Vec<(Product, i64)>,
+}
+
 /// Cancels a claimed batch with the effects of the transition to `cancelled`: status,
 /// cancelled_at, cancel_reason, one history row each, stock released once with ledger
-/// rows, open payments closed (expired ones marked `expired`). Returns the units released,
-/// or an error if any order was not in the state the claim saw (the caller rolls back).
+/// rows, open payments closed (expired ones marked `expired`). Fails if any order was not
+/// in the state the claim saw (the caller rolls back).
 pub async fn cancel_batch(
     conn: &mut Conn,
     dialect: Dialect,
     batch: &[DueOrder],
     now: Millis,
-) -> Result<i64> {
+) -> Result<CancelledBatch> {
     let ids = ids_json(batch);
     let in_batch = dialect.json_ids(1);
-    let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3
-         WHERE status = 'pending' AND id IN ({in_batch})"
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3,
+                event_seq = event_seq + 1
+         WHERE status = 'pending' AND id IN ({in_batch}) RETURNING {}, event_seq",
+        super::orders::COLUMNS
     )))
     .bind(&ids)
     .bind(now)
     .bind(REASON)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    if updated.rows_affected() != batch.len() as u64 {
+    if rows.len() != batch.len() {
         return Err(crate::Error::Conflict(format!(
             "{} of {} claimed orders were no longer pending",
-            batch.len() as u64 - updated.rows_affected(),
+            batch.len() - rows.len(),
             batch.len()
         )));
     }
+    let orders = rows
+        .iter()
+        .map(|row| {
+            use sqlx::{FromRow, Row};
+            Ok((Order::from_row(row)?, row.try_get::<i64, _>("event_seq")?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
          SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM ({in_batch}) AS batch"
@@ -195,7 +192,7 @@ pub async fn cancel_batch(
     .bind(REASON)
     .execute(&mut *conn)
     .await?;
-    let units = super::ledger::return_stock_of_orders(
+    let returned = super::ledger::return_stock_of_orders(
         conn,
         dialect,
         &ids,
@@ -207,5 +204,39 @@ pub async fn cancel_batch(
     .await?;
     super::payments::close_open_of_orders(conn, dialect, &ids, PaymentStatus::Cancelled, now)
         .await?;
-    Ok(units)
+    Ok(CancelledBatch { orders, returned })
+}
+
+/// The items and payments of a batch of orders, for their events.
+pub async fn items_and_payments(
+    conn: &mut Conn,
+    dialect: Dialect,
+    batch: &[DueOrder],
+) -> Result<(Vec<(i64, OrderItem)>, Vec<Payment>)> {
+    let ids = ids_json(batch);
+    let in_batch = dialect.json_ids(1);
+    let items = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT order_id, product_id, quantity, unit_price_cents FROM order_items
+         WHERE order_id IN ({in_batch}) ORDER BY order_id, product_id"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        use sqlx::{FromRow, Row};
+        Ok((
+            row.try_get::<i64, _>("order_id")?,
+            OrderItem::from_row(row)?,
+        ))
+    })
+    .collect::<Result<Vec<_>>>()?;
+    let payments = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM payments WHERE order_id IN ({in_batch}) ORDER BY order_id, id",
+        super::payments::COLUMNS
+    )))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((items, payments))
 }

@@ -21,35 +21,128 @@ pub async fn insert(conn: &mut Conn, name: &str, role: UserRole, now: Millis) ->
     })
 }
 
-pub async fn insert_token(
-    conn: &mut Conn,
-    user_id: i64,
-    token_hash: &str,
-    now: Millis,
-) -> Result<()> {
-    sqlx::query("INSERT INTO api_tokens (user_id, token_hash, created_at) VALUES ($1, $2, $3)")
-        .bind(user_id)
-        .bind(token_hash)
-        .bind(now)
-        .execute(&mut *conn)
+pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<User>> {
+    let row = sqlx::query("SELECT id, name, role FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
         .await?;
-    Ok(())
+    row.map(|row| user_from(&row)).transpose()
 }
 
-pub async fn by_token_hash(conn: &mut Conn, token_hash: &str) -> Result<Option<User>> {
-    let row = sqlx::query(
-        "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id
-         WHERE t.token_hash = $1",
-    )
-    .bind(token_hash)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
+fn user_from(row: &sqlx::any::AnyRow) -> Result<User> {
     let role: String = row.try_get("role")?;
-    Ok(Some(User {
+    Ok(User {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         role: UserRole::parse(&role)
             .ok_or_else(|| Error::Conflict(format!("user has unknown role {role:?}")))?,
-    }))
+    })
+}
+
+pub struct NewTokenRow<'a> {
+    pub user_id: i64,
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub expires_at: Option<Millis>,
+    pub now: Millis,
+}
+
+pub async fn insert_token(conn: &mut Conn, row: &NewTokenRow<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, name, token_hash, expires_at, created_at)
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(row.user_id)
+    .bind(row.name)
+    .bind(row.token_hash)
+    .bind(row.expires_at)
+    .bind(row.now)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// A token as stored (never the token itself), with its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub user: User,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+    pub last_used_at: Option<Millis>,
+}
+
+const TOKEN_COLUMNS: &str = "t.id AS token_id, COALESCE(t.name, u.name) AS token_name, \
+     t.created_at, t.expires_at, t.revoked_at, t.last_used_at, u.id, u.name, u.role";
+
+fn token_from(row: &sqlx::any::AnyRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.try_get("token_id")?,
+        name: row.try_get("token_name")?,
+        user: user_from(row)?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+pub async fn by_token_hash(conn: &mut Conn, token_hash: &str) -> Result<Option<TokenRow>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1"
+    )))
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| token_from(&row)).transpose()
+}
+
+pub async fn token(conn: &mut Conn, id: i64) -> Result<Option<TokenRow>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| token_from(&row)).transpose()
+}
+
+/// Tokens in id order after `after_id`.
+pub async fn list_tokens(conn: &mut Conn, after_id: i64, limit: i64) -> Result<Vec<TokenRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.id > $1 ORDER BY t.id LIMIT $2"
+    )))
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(token_from).collect()
+}
+
+/// Revokes a token; `false` if it was already revoked.
+pub async fn revoke_token(conn: &mut Conn, id: i64, now: Millis) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a use of the token, at most once per `every_ms` whoever else records it.
+pub async fn touch_token(conn: &mut Conn, id: i64, now: Millis, every_ms: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE api_tokens SET last_used_at = $2
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(now - every_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -155,6 +155,14 @@ pub fn check_move(from: OrderStatus, to: OrderStatus, role: Role) -> Result<(), 
     }
 }
 
+/// Whether `role` may make some move to `to` from any status: a caller whose role never
+/// may is refused before anything about the order is looked at.
+pub fn may_ever(role: Role, to: OrderStatus) -> bool {
+    OrderStatus::ALL
+        .into_iter()
+        .any(|from| check_move(from, to, role).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +261,23 @@ mod tests {
             check_move(Cancelled, Paid, Role::Payment),
             Err(Refusal::NotAllowed { allowed: &[] })
         );
+    }
+
+    #[test]
+    fn what_each_role_may_ever_do() {
+        let may = |role| {
+            OrderStatus::ALL
+                .into_iter()
+                .filter(|to| may_ever(role, *to))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(may(Role::Owner), vec![Completed, Cancelled, Refunding]);
+        assert_eq!(
+            may(Role::Staff),
+            vec![Paid, Shipped, Completed, Cancelled, Refunding, Refunded]
+        );
+        assert_eq!(may(Role::Expiry), vec![Cancelled]);
+        assert_eq!(may(Role::Payment), vec![Paid]);
     }
 
     fn status() -> impl Strategy<Value = OrderStatus> {

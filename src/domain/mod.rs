@@ -2,8 +2,9 @@
 
 pub mod lifecycle;
 mod records;
-mod time;
+pub mod text;
+pub mod time;
 
 pub use lifecycle::{OrderStatus, Role};
 pub use records::*;
-pub use time::{Millis, format_rfc3339, parse_rfc3339};
+pub use time::{Millis, format_rfc3339, parse_rfc3339, parse_span};

@@ -14,6 +14,11 @@ pub enum Actor {
     Expiry,
     /// The payment provider, through the webhook.
     Payment,
+    /// An operator at the host's command line (`ordo token create`, `ordo
+    /// cancel-unpaid-orders`): trusted like staff, recorded as `cli:<login>`.
+    Operator,
+    /// The built-in scheduler.
+    Scheduler,
 }
 
 impl Actor {
@@ -22,11 +27,36 @@ impl Actor {
             Actor::Customer(id) | Actor::Staff(id) => format!("user:{id}"),
             Actor::Expiry => "system:expiry".to_owned(),
             Actor::Payment => "system:payment".to_owned(),
+            Actor::Scheduler => "system:scheduler".to_owned(),
+            Actor::Operator => {
+                let login = std::env::var("USER")
+                    .or_else(|_| std::env::var("LOGNAME"))
+                    .unwrap_or_default();
+                let login: String = login
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .take(64)
+                    .collect();
+                if login.is_empty() {
+                    "cli".to_owned()
+                } else {
+                    format!("cli:{login}")
+                }
+            }
         }
     }
 
+    /// Staff, or an operator at the command line: may do what staff do.
     pub fn is_staff(&self) -> bool {
-        matches!(self, Actor::Staff(_))
+        matches!(self, Actor::Staff(_) | Actor::Operator)
+    }
+
+    /// The user behind this actor, if it is one.
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Actor::Customer(id) | Actor::Staff(id) => Some(*id),
+            _ => None,
+        }
     }
 }
 
@@ -98,18 +128,41 @@ pub struct Product {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    /// Unique; no spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]+$"
+    )]
     pub sku: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_cents: i64,
+    /// ISO 4217, such as EUR.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
+    /// Opening stock: the ledger's first row.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub stock: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_cents: Option<i64>,
+    /// Whether it is on sale.
     pub active: Option<bool>,
 }
 
@@ -151,7 +204,10 @@ pub struct StockMovement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
+    #[schema(minimum = 1)]
     pub product_id: i64,
+    /// Units of this product; the whole order may hold at most `max_units_per_order`.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 
@@ -266,6 +322,8 @@ pub struct Payment {
     pub provider_ref: Option<String>,
     #[sqlx(try_from = "crate::db::DbFlag")]
     pub refund_required: bool,
+    /// The provider's reference of the refund of a late payment, once staff settled it.
+    pub refund_ref: Option<String>,
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,

@@ -14,7 +14,35 @@ pub fn format_rfc3339(ms: Millis) -> String {
 pub fn parse_rfc3339(s: &str) -> Result<Millis, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc).timestamp_millis())
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e}); example: 2026-11-25T09:30:00Z"))
+        .map_err(|_| format!("must be an RFC 3339 time, such as 2026-11-25T09:30:00Z (not {s:?})"))
+}
+
+/// Parses a span such as `90d`, `12h`, `30m`, `45s` or `2w` into milliseconds: a positive
+/// whole number and one unit. At most ten years.
+pub fn parse_span(s: &str) -> Result<Millis, String> {
+    let s = s.trim();
+    let example = "use a whole number and a unit: 90d, 12h, 30m, 45s or 2w";
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit; {example}"))?;
+    let (number, unit) = s.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a number; {example}"))?;
+    let unit_ms: i64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(format!("{s:?} has an unknown unit {unit:?}; {example}")),
+    };
+    const TEN_YEARS: i64 = 3_650 * 86_400_000;
+    match number.checked_mul(unit_ms) {
+        Some(ms) if ms > 0 && ms <= TEN_YEARS => Ok(ms),
+        Some(0) => Err(format!("{s:?} is zero; {example}")),
+        _ => Err(format!("{s:?} is longer than ten years")),
+    }
 }
 
 /// Serde helpers so JSON shows RFC 3339 strings for millisecond fields.
@@ -52,5 +80,16 @@ mod tests {
             ms - 250
         );
         assert!(parse_rfc3339("yesterday").is_err());
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(parse_span("90d"), Ok(90 * 86_400_000));
+        assert_eq!(parse_span("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_span("2w"), Ok(14 * 86_400_000));
+        assert_eq!(parse_span("45s"), Ok(45_000));
+        for bad in ["", "d", "90", "0d", "-1d", "1y", "99999999999w", "1.5d"] {
+            assert!(parse_span(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,9 +7,26 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-tokio::task_local! {
-    /// The id of the request being served, for problem bodies and logs.
-    pub static REQUEST_ID: String;
+/// Every code a problem can carry.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // the schema's enum; problems carry the code as a string
+pub enum ProblemCode {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    InvalidTransition,
+    InsufficientStock,
+    TooManyPendingOrders,
+    Conflict,
+    IdempotencyKeyReused,
+    ValidationFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RateLimited,
+    Unavailable,
+    Internal,
 }
 
 /// An RFC 9457 problem.
@@ -21,11 +38,10 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// Stable machine-readable code: unauthorized, forbidden, not_found, invalid_transition,
-    /// insufficient_stock, conflict, idempotency_key_reused, validation_failed,
-    /// payload_too_large, unavailable, internal.
+    /// Stable machine-readable code.
+    #[schema(value_type = ProblemCode)]
     pub code: String,
-    /// The offending field (validation_failed).
+    /// The offending field (validation_failed), such as `items[0].quantity`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The moves the order could make instead (invalid_transition).
@@ -36,6 +52,9 @@ pub struct Problem {
     /// Units available (insufficient_stock).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available: Option<i64>,
+    /// Seconds to wait before trying again (rate_limited), as in the Retry-After header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
@@ -61,6 +80,7 @@ impl ApiError {
                 allowed: None,
                 product_id: None,
                 available: None,
+                retry_after: None,
                 request_id: None,
             }),
         }
@@ -68,6 +88,10 @@ impl ApiError {
 
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 
     pub fn validation(field: &str, detail: impl Into<String>) -> ApiError {
@@ -87,8 +111,30 @@ impl ApiError {
         e
     }
 
+    pub fn rate_limited(retry_after_secs: u64) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {retry_after_secs} s"),
+        );
+        e.problem.retry_after = Some(retry_after_secs);
+        e
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    pub fn code(&self) -> &str {
+        &self.problem.code
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.problem.detail
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.problem.field.as_deref()
     }
 }
 
@@ -106,9 +152,13 @@ impl From<Error> for ApiError {
                 e.problem.allowed = Some(allowed.iter().map(|s| s.as_str().to_owned()).collect());
                 e
             }
-            Error::Forbidden { reason } => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason)
-            }
+            Error::Forbidden { reason } => ApiError::forbidden(reason),
+            Error::Unauthorized { reason } => ApiError::unauthorized(reason),
+            Error::TooManyPendingOrders { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_pending_orders",
+                err.to_string(),
+            ),
             Error::InsufficientStock {
                 product_id,
                 available,
@@ -127,14 +177,8 @@ impl From<Error> for ApiError {
                 err.to_string(),
             ),
             Error::Validation { field, message } => ApiError::validation(&field, message),
-            Error::Database(ref db) if is_unavailable(db) => {
-                tracing::error!(error = %err, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable; retry later",
-                )
-            }
+            Error::Unavailable(_) => unavailable(&err),
+            Error::Database(ref db) if crate::db::is_unavailable(db) => unavailable(&err),
             Error::Config(_) | Error::Database(_) | Error::Migrate(_) => {
                 tracing::error!(error = %err, "internal error");
                 ApiError::new(
@@ -147,40 +191,34 @@ impl From<Error> for ApiError {
     }
 }
 
-/// Errors that mean "the database cannot be reached right now", not "this request is wrong":
-/// a lost or refused connection, an exhausted pool, a server shutting down or starting up.
-fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08xxx connection exceptions; 57P01-57P03 admin or crash shutdown, cannot
-            // connect now; SQLITE_BUSY (5) and SQLITE_LOCKED (6) after the busy timeout.
-            code.starts_with("08")
-                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "6")
-        }),
-        _ => false,
-    }
+fn unavailable(err: &Error) -> ApiError {
+    tracing::error!(error = %err, "database unavailable");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is unavailable; retry later (a placement retried with the same Idempotency-Key is applied once)",
+    )
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut problem = self.problem;
-        problem.request_id = REQUEST_ID.try_with(|id| id.clone()).ok();
+        problem.request_id = crate::context::request_id();
         let body = serde_json::to_vec(&*problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = problem.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

@@ -3,13 +3,18 @@
 //! Every handler is registered with its OpenAPI annotation, so `/openapi.json` is generated
 //! from the router itself.
 
+mod audit;
 pub mod error;
+mod events;
 pub mod extract;
 mod health;
 mod orders;
 mod payments;
 mod products;
+pub mod rate_limit;
 mod sweeps;
+mod tokens;
+mod webhooks;
 
 use crate::Ordo;
 use axum::Router;
@@ -17,7 +22,8 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use error::{ApiError, REQUEST_ID};
+use error::ApiError;
+use rate_limit::RateLimiter;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,15 +45,148 @@ pub struct AppState {
     pub webhook_secret: Option<Arc<[u8]>>,
     /// Orders per sweep transaction for `POST /sweeps`.
     pub sweep_batch_size: u32,
+    pub limiter: Arc<RateLimiter>,
+    /// Work started by requests that outlives them (sweeps started over HTTP): stopped
+    /// and awaited on shutdown.
+    pub jobs: crate::scheduler::Jobs,
+    /// Whether the webhook endpoints may point at private addresses (development).
+    pub webhook_allow_private: bool,
+}
+
+impl AppState {
+    /// A state with no payment webhook secret, no rate limit and its own jobs.
+    pub fn new(ordo: Ordo) -> AppState {
+        AppState {
+            ordo,
+            webhook_secret: None,
+            sweep_batch_size: 1000,
+            limiter: Arc::new(RateLimiter::off()),
+            jobs: crate::scheduler::Jobs::new(crate::scheduler::Shutdown::new()),
+            webhook_allow_private: false,
+        }
+    }
+
+    /// The state `ordo serve` runs with.
+    pub fn from_settings(
+        ordo: Ordo,
+        settings: &crate::Settings,
+        shutdown: crate::scheduler::Shutdown,
+    ) -> AppState {
+        AppState {
+            ordo,
+            webhook_secret: settings
+                .webhook_secret
+                .as_ref()
+                .map(|s| Arc::from(s.as_bytes())),
+            sweep_batch_size: settings.sweep_batch_size,
+            limiter: Arc::new(RateLimiter::new(
+                settings.rate_limit_per_second,
+                settings.rate_limit_burst,
+            )),
+            jobs: crate::scheduler::Jobs::new(shutdown),
+            webhook_allow_private: settings.webhook_allow_private,
+        }
+    }
+
+    pub fn with_webhook_secret(mut self, secret: &str) -> AppState {
+        self.webhook_secret = Some(Arc::from(secret.as_bytes()));
+        self
+    }
+
+    pub fn with_rate_limit(mut self, per_second: u32, burst: u32) -> AppState {
+        self.limiter = Arc::new(RateLimiter::new(per_second, burst));
+        self
+    }
+
+    pub fn with_private_webhooks(mut self) -> AppState {
+        self.webhook_allow_private = true;
+        self
+    }
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ordo", description = "Order and inventory service for online shops."),
     modifiers(&BearerAuth),
-    components(schemas(error::Problem))
+    components(schemas(error::Problem, error::ProblemCode))
 )]
 struct ApiDoc;
+
+/// Makes the generated document say what the server does: optional bodies are optional
+/// (not "nullable"), and every operation lists the problems any request may get (429 when
+/// rate limited, 503 while the database is unavailable, a client error).
+struct TruthfulDocument;
+
+impl Modify for TruthfulDocument {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{Schema, SchemaType, Type};
+        use utoipa::openapi::{Content, RefOr, Required, ResponseBuilder};
+        let problem = || {
+            Content::new(Some(RefOr::<Schema>::Ref(
+                utoipa::openapi::Ref::from_schema_name("Problem"),
+            )))
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                    for content in body.content.values_mut() {
+                        let RefOr::T(content) = content else { continue };
+                        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+                            let is_null = |s: &RefOr<Schema>| {
+                                matches!(s, RefOr::T(Schema::Object(o))
+                                    if o.schema_type == SchemaType::Type(Type::Null))
+                            };
+                            let not_null: Vec<_> = one_of
+                                .items
+                                .iter()
+                                .filter(|s| !is_null(s))
+                                .cloned()
+                                .collect();
+                            if not_null.len() == 1 && one_of.items.len() == 2 {
+                                content.schema = not_null.into_iter().next();
+                                body.required = Some(Required::False);
+                            }
+                        }
+                    }
+                }
+                let is_public = op.security.is_none();
+                let responses = &mut op.responses.responses;
+                for (status, what) in [
+                    (
+                        "4XX",
+                        "A client error: the problem says what and, for validation, which field",
+                    ),
+                    (
+                        "429",
+                        "Rate limited: retry after the Retry-After header's seconds",
+                    ),
+                    ("503", "The database is unavailable; retry"),
+                ] {
+                    if is_public && status == "429" {
+                        continue;
+                    }
+                    responses.entry(status.to_owned()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(what)
+                                .content("application/problem+json", problem())
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
@@ -71,11 +210,16 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
                 .merge(products::router())
                 .merge(orders::router())
                 .merge(payments::router())
-                .merge(sweeps::router()),
+                .merge(sweeps::router())
+                .merge(tokens::router())
+                .merge(audit::router())
+                .merge(webhooks::router())
+                .merge(events::router()),
         )
         .merge(health::router())
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    TruthfulDocument.modify(&mut doc);
     let spec = Arc::new(doc.clone());
     let app = api
         .route_layer(middleware::from_fn(mark_route))
@@ -127,7 +271,9 @@ async fn request_context(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let mut response = crate::context::REQUEST_ID
+        .scope(id.clone(), next.run(request))
+        .await;
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
     let status = response.status().as_u16();
@@ -193,6 +339,10 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
     if let Ok(count) = state.ordo.count_payments_to_refund().await {
         metrics::gauge!("ordo_late_payments_awaiting_refund").set(count as f64);
     }
+    if let Ok(age) = state.ordo.oldest_undelivered_age_ms().await {
+        metrics::gauge!("ordo_events_oldest_undelivered_age_seconds")
+            .set(age.unwrap_or(0).max(0) as f64 / 1000.0);
+    }
     let Some(handle) = crate::telemetry::metrics_handle() else {
         return ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -218,8 +368,10 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -262,7 +414,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (app, _) = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

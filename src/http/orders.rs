@@ -1,7 +1,7 @@
 //! `/orders`: placing orders, reading them, and every lifecycle move.
 
 use super::error::{ApiError, Problem};
-use super::extract::{Caller, Json, OptionalJson, Path, Query};
+use super::extract::{Caller, Id, Json, Query, RawBody, Staff};
 use super::{AppState, PageParams, next_cursor};
 use crate::domain::{
     HistoryEntry, NewOrder, Order, OrderDetails, OrderLine, OrderStatus, Payment, UserRole,
@@ -32,9 +32,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderLine>,
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub note: Option<String>,
     /// The customer the order is for: staff only, and required for staff.
+    #[schema(minimum = 1)]
     pub user_id: Option<i64>,
 }
 
@@ -47,13 +53,27 @@ pub struct OrderPage {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub carrier: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub tracking_number: String,
 }
 
@@ -62,12 +82,19 @@ pub struct ShipRequest {
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
     /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
     /// Only orders created before this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub created_before: Option<String>,
     /// Only orders created after this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub created_after: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -80,10 +107,12 @@ pub struct OrderQuery {
         description = "A retry with the same Idempotency-Key"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn place_order(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    Caller(who): Caller,
     headers: HeaderMap,
-    Json(request): Json<OrderRequest>,
+    body: RawBody,
 ) -> Result<(StatusCode, Json<PlacedOrder>), ApiError> {
+    let user = who.user;
+    let request: OrderRequest = body.parse()?;
     let user_id = match (user.role, request.user_id) {
         (UserRole::Customer, None) => user.id,
         (UserRole::Customer, Some(id)) => id,
@@ -122,7 +151,7 @@ async fn place_order(
     responses((status = 200, body = OrderPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn list_orders(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    caller: Caller,
     Query(query): Query<OrderQuery>,
 ) -> Result<Json<OrderPage>, ApiError> {
     let page = PageParams {
@@ -139,8 +168,15 @@ async fn list_orders(
         .status
         .as_deref()
         .map(|s| {
-            s.parse::<OrderStatus>()
-                .map_err(|e| ApiError::bad_request("status", e.to_string()))
+            s.parse::<OrderStatus>().map_err(|_| {
+                ApiError::bad_request(
+                    "status",
+                    format!(
+                        "must be one of: {}",
+                        OrderStatus::ALL.map(|s| s.as_str()).join(", ")
+                    ),
+                )
+            })
         })
         .transpose()?;
     let filter = OrderFilter {
@@ -151,7 +187,7 @@ async fn list_orders(
         before_id: page.cursor()?,
         limit,
     };
-    let items = state.ordo.orders(user.actor(), filter).await?;
+    let items = state.ordo.orders(caller.actor(), filter).await?;
     let next_cursor = next_cursor(&items, limit, |o| o.id);
     Ok(Json(OrderPage { items, next_cursor }))
 }
@@ -162,10 +198,10 @@ async fn list_orders(
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn get_order(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
+    caller: Caller,
+    Id(id): Id,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    Ok(Json(state.ordo.order(user.actor(), id).await?))
+    Ok(Json(state.ordo.order(caller.actor(), id).await?))
 }
 
 /// An order's status history, oldest first.
@@ -174,28 +210,35 @@ async fn get_order(
     responses((status = 200, body = Vec<HistoryEntry>), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn order_history(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
+    caller: Caller,
+    Id(id): Id,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    Ok(Json(state.ordo.order_history(user.actor(), id).await?))
+    Ok(Json(state.ordo.order_history(caller.actor(), id).await?))
 }
 
+/// A move: who may ask is settled first (403, or 404 for a stranger's order), then the
+/// body is read, then the move is made under the order's lock (409 if its status does not
+/// allow it).
 async fn move_order(
     state: &AppState,
-    user: &crate::domain::User,
+    caller: &Caller,
     id: i64,
     to: OrderStatus,
-    input: TransitionInput,
+    input: impl FnOnce() -> Result<TransitionInput, ApiError>,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    state.ordo.transition(user.actor(), id, to, &input).await?;
-    Ok(Json(state.ordo.order(user.actor(), id).await?))
+    let actor = caller.actor();
+    state.ordo.authorize_move(actor, id, to).await?;
+    let input = input()?;
+    state.ordo.transition(actor, id, to, &input).await?;
+    Ok(Json(state.ordo.order(actor, id).await?))
 }
 
-fn reason(body: Option<ReasonRequest>) -> TransitionInput {
-    TransitionInput {
+fn reason(body: &RawBody) -> Result<TransitionInput, ApiError> {
+    let body: Option<ReasonRequest> = body.parse_optional()?;
+    Ok(TransitionInput {
         note: body.and_then(|b| b.reason),
         ..TransitionInput::default()
-    }
+    })
 }
 
 /// Cancel an order: its owner while pending, staff while pending or paid. Stock is
@@ -205,11 +248,14 @@ fn reason(body: Option<ReasonRequest>) -> TransitionInput {
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn cancel_order(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    OptionalJson(body): OptionalJson<ReasonRequest>,
+    caller: Caller,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    move_order(&state, &user, id, OrderStatus::Cancelled, reason(body)).await
+    move_order(&state, &caller, id, OrderStatus::Cancelled, || {
+        reason(&body)
+    })
+    .await
 }
 
 /// Ship a paid order (staff).
@@ -218,27 +264,21 @@ async fn cancel_order(
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn ship_order(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    Json(ship): Json<ShipRequest>,
+    staff: Staff,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    for (field, value) in [
-        ("carrier", &ship.carrier),
-        ("tracking_number", &ship.tracking_number),
-    ] {
-        if value.trim().is_empty() || value.chars().count() > 200 {
-            return Err(ApiError::validation(
-                field,
-                format!("{field} must be 1 to 200 characters"),
-            ));
-        }
-    }
-    let input = TransitionInput {
-        note: Some(format!("{} {}", ship.carrier, ship.tracking_number)),
-        carrier: Some(ship.carrier),
-        tracking_number: Some(ship.tracking_number),
-    };
-    move_order(&state, &user, id, OrderStatus::Shipped, input).await
+    let caller = Caller(staff.0);
+    move_order(&state, &caller, id, OrderStatus::Shipped, || {
+        let ship: ShipRequest = body.parse()?;
+        Ok(TransitionInput {
+            note: Some(format!("{} {}", ship.carrier, ship.tracking_number)),
+            carrier: Some(ship.carrier),
+            tracking_number: Some(ship.tracking_number),
+            payment_id: None,
+        })
+    })
+    .await
 }
 
 /// Confirm receipt of a shipped order (owner or staff).
@@ -247,16 +287,12 @@ async fn ship_order(
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn complete_order(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
+    caller: Caller,
+    Id(id): Id,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    move_order(
-        &state,
-        &user,
-        id,
-        OrderStatus::Completed,
-        TransitionInput::default(),
-    )
+    move_order(&state, &caller, id, OrderStatus::Completed, || {
+        Ok(TransitionInput::default())
+    })
     .await
 }
 
@@ -266,11 +302,14 @@ async fn complete_order(
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn request_refund(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    OptionalJson(body): OptionalJson<ReasonRequest>,
+    caller: Caller,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    move_order(&state, &user, id, OrderStatus::Refunding, reason(body)).await
+    move_order(&state, &caller, id, OrderStatus::Refunding, || {
+        reason(&body)
+    })
+    .await
 }
 
 /// Approve a refund (staff): stock goes back, the payment is refunded.
@@ -279,11 +318,11 @@ async fn request_refund(
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn approve_refund(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    OptionalJson(body): OptionalJson<ReasonRequest>,
+    caller: Caller,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    move_order(&state, &user, id, OrderStatus::Refunded, reason(body)).await
+    move_order(&state, &caller, id, OrderStatus::Refunded, || reason(&body)).await
 }
 
 /// Reject a refund (staff): the order goes back to paid.
@@ -292,11 +331,11 @@ async fn approve_refund(
     responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn reject_refund(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    OptionalJson(body): OptionalJson<ReasonRequest>,
+    caller: Caller,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<OrderDetails>, ApiError> {
-    move_order(&state, &user, id, OrderStatus::Paid, reason(body)).await
+    move_order(&state, &caller, id, OrderStatus::Paid, || reason(&body)).await
 }
 
 /// The order's open payment, or a new one if the last expired or failed (owner, pending
@@ -306,8 +345,8 @@ async fn reject_refund(
     responses((status = 200, body = Payment), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn open_payment(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
+    caller: Caller,
+    Id(id): Id,
 ) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(state.ordo.open_payment(user.actor(), id).await?))
+    Ok(Json(state.ordo.open_payment(caller.actor(), id).await?))
 }

@@ -1,7 +1,7 @@
 //! `/payments`: the provider's webhook and the late payments staff must refund.
 
 use super::error::{ApiError, Problem};
-use super::extract::{Caller, Json, Query, parse_json};
+use super::extract::{Id, Json, Query, RawBody, Staff, parse_json};
 use super::{AppState, PageParams, next_cursor};
 use crate::domain::{Payment, ProviderEvent};
 use crate::payments::EventOutcome;
@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(webhook))
         .routes(routes!(payments_to_refund))
+        .routes(routes!(settle_refund))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,9 +41,34 @@ pub struct PaymentPage {
 #[into_params(parameter_in = Query)]
 pub struct RefundQuery {
     /// Must be `true`: the succeeded payments whose order did not take them.
+    #[param(value_type = RefundRequiredTrue)]
     pub refund_required: bool,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
     pub cursor: Option<String>,
+}
+
+/// Only `true` is supported.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[allow(dead_code)] // the schema's enum
+pub enum RefundRequiredTrue {
+    #[serde(rename = "true")]
+    True,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundSettled {
+    /// The provider's reference of the refund.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    pub provider_ref: String,
 }
 
 /// The hex HMAC-SHA256 of `body` under `secret`, as the provider sends it.
@@ -103,7 +129,7 @@ async fn webhook(
     responses((status = 200, body = PaymentPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn payments_to_refund(
     State(state): State<AppState>,
-    Caller(user): Caller,
+    staff: Staff,
     Query(query): Query<RefundQuery>,
 ) -> Result<Json<PaymentPage>, ApiError> {
     if !query.refund_required {
@@ -119,10 +145,31 @@ async fn payments_to_refund(
     let limit = page.limit()?;
     let items = state
         .ordo
-        .payments_to_refund(user.actor(), page.cursor()?.unwrap_or(0), limit)
+        .payments_to_refund(staff.actor(), page.cursor()?.unwrap_or(0), limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |p| p.id);
     Ok(Json(PaymentPage { items, next_cursor }))
+}
+
+/// The refund of a late payment went out (staff): the payment becomes `refunded` and
+/// leaves the queue; its order keeps its status and history. Settling twice, or a payment
+/// that needs no refund, is 409.
+#[utoipa::path(post, path = "/payments/{id}/refund-settled", tag = "payments",
+    params(("id" = i64, Path)), request_body = RefundSettled, security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn settle_refund(
+    State(state): State<AppState>,
+    staff: Staff,
+    Id(id): Id,
+    body: RawBody,
+) -> Result<Json<Payment>, ApiError> {
+    let settled: RefundSettled = body.parse()?;
+    Ok(Json(
+        state
+            .ordo
+            .settle_refund(staff.actor(), id, &settled.provider_ref)
+            .await?,
+    ))
 }
 
 #[cfg(test)]

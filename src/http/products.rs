@@ -1,7 +1,7 @@
 //! `/products`: the catalogue, stock adjustments and the ledger.
 
 use super::error::{ApiError, Problem};
-use super::extract::{Caller, Json, Path, Query};
+use super::extract::{Caller, Id, Json, Query, RawBody, Staff};
 use super::{AppState, PageParams, next_cursor};
 use crate::domain::{NewProduct, Product, ProductPatch, StockMovement};
 use axum::extract::State;
@@ -34,9 +34,14 @@ pub struct MovementPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StockAdjustment {
-    /// Units to add (positive) or remove (negative); never below zero stock.
+    /// Units to add (positive) or remove (negative), not zero; never below zero stock.
+    #[schema(minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     pub delta: i64,
     /// Why, for the ledger (e.g. "delivery", "damaged").
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -46,10 +51,11 @@ pub struct StockAdjustment {
     responses((status = 201, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn create_product(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Json(new): Json<NewProduct>,
+    staff: Staff,
+    body: RawBody,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
-    let product = state.ordo.create_product(user.actor(), &new).await?;
+    let new: NewProduct = body.parse()?;
+    let product = state.ordo.create_product(staff.actor(), &new).await?;
     Ok((StatusCode::CREATED, Json(product)))
 }
 
@@ -78,7 +84,7 @@ async fn list_products(
 async fn get_product(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> Result<Json<Product>, ApiError> {
     Ok(Json(state.ordo.product(id).await?))
 }
@@ -90,12 +96,13 @@ async fn get_product(
     responses((status = 200, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn update_product(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    Json(patch): Json<ProductPatch>,
+    staff: Staff,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<Product>, ApiError> {
+    let patch: ProductPatch = body.parse()?;
     Ok(Json(
-        state.ordo.update_product(user.actor(), id, &patch).await?,
+        state.ordo.update_product(staff.actor(), id, &patch).await?,
     ))
 }
 
@@ -105,14 +112,15 @@ async fn update_product(
     responses((status = 200, body = Product), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn adjust_stock(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
-    Json(adjustment): Json<StockAdjustment>,
+    staff: Staff,
+    Id(id): Id,
+    body: RawBody,
 ) -> Result<Json<Product>, ApiError> {
+    let adjustment: StockAdjustment = body.parse()?;
     let product = state
         .ordo
         .adjust_stock(
-            user.actor(),
+            staff.actor(),
             id,
             adjustment.delta,
             adjustment.reason.as_deref(),
@@ -127,14 +135,14 @@ async fn adjust_stock(
     responses((status = 200, body = MovementPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 async fn stock_movements(
     State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<i64>,
+    staff: Staff,
+    Id(id): Id,
     Query(page): Query<PageParams>,
 ) -> Result<Json<MovementPage>, ApiError> {
     let limit = page.limit()?;
     let items = state
         .ordo
-        .stock_movements(user.actor(), id, page.cursor()?, limit)
+        .stock_movements(staff.actor(), id, page.cursor()?, limit)
         .await?;
     let next_cursor = next_cursor(&items, limit, |m| m.id);
     Ok(Json(MovementPage { items, next_cursor }))

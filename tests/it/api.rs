@@ -6,7 +6,6 @@ use ordo::domain::UserRole;
 use ordo::http::{AppState, sign_webhook};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 pub const SECRET: &str = "test-webhook-secret";
 
@@ -22,16 +21,13 @@ impl TestApp {
         let shop = TestShop::new(backend).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = AppState {
-            ordo: shop.ordo.clone(),
-            webhook_secret: Some(Arc::from(SECRET.as_bytes())),
-            sweep_batch_size: 100,
-        };
+        let mut state = AppState::new(shop.ordo.clone()).with_webhook_secret(SECRET);
+        state.sweep_batch_size = 100;
         tokio::spawn(ordo::http::serve(listener, state, std::future::pending()));
         TestApp {
             shop,
             base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
+            client: crate::helpers::client(),
         }
     }
 
@@ -68,6 +64,38 @@ impl TestApp {
         }
         assert!(!status.is_server_error(), "5xx: {value}");
         (status, value)
+    }
+
+    /// Starts a real sweep over HTTP (202 with its location) and waits for its record to
+    /// say it finished; returns the record.
+    pub async fn sweep_and_wait(&self, body: Option<Value>) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/api/v1/sweeps", self.base))
+            .bearer_auth(&self.shop.staff_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("Location")
+            .to_owned();
+        let run: Value = response.json().await.unwrap();
+        assert_eq!(location, format!("/api/v1/sweeps/{}", run["id"]));
+        for _ in 0..200 {
+            let (status, run) = self.call(Method::GET, &location, self.staff(), None).await;
+            assert_eq!(status, StatusCode::OK, "{run}");
+            if run["state"] != "running" {
+                assert_eq!(run["state"], "finished", "{run}");
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the sweep did not finish");
     }
 
     pub fn staff(&self) -> Option<&str> {
@@ -345,9 +373,11 @@ async fn every_lifecycle_path_through_the_api(backend: Backend) {
     );
     let (status, problem) = post("/api/v1/sweeps".into(), app.customer(), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    let (_, summary) = post("/api/v1/sweeps".into(), app.staff(), None).await;
+    let summary = app.sweep_and_wait(None).await;
     assert_eq!(summary["cancelled"], 1);
     assert_eq!(summary["units_released"], 4);
+    assert_eq!(summary["trigger"], "api");
+    assert_eq!(summary["actor"], format!("user:{}", app.shop.staff.id));
     let (_, order) = app
         .call(
             Method::GET,
@@ -643,7 +673,7 @@ async fn hostile_input_gets_clear_problems(backend: Backend) {
         ("unknown product", Method::POST, "/api/v1/orders", customer.clone(), json_ct, json!({"items": [{"product_id": 987654, "quantity": 1}]}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         ("too much", Method::POST, "/api/v1/orders", customer.clone(), json_ct, json!({"items": [{"product_id": p, "quantity": 6}]}).to_string(), StatusCode::CONFLICT, "insufficient_stock"),
         ("unknown field", Method::POST, "/api/v1/orders", customer.clone(), json_ct, json!({"items": [{"product_id": p, "quantity": 1}], "status": "paid"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        ("no content type", Method::POST, "/api/v1/orders", customer.clone(), None, json!({"items": []}).to_string(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "validation_failed"),
+        ("no content type", Method::POST, "/api/v1/orders", customer.clone(), None, json!({"items": []}).to_string(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         ("negative price", Method::POST, "/api/v1/products", staff.clone(), json_ct, json!({"sku": "N1", "name": "n", "price_cents": -1, "currency": "EUR", "stock": 1}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         ("overflowing price", Method::POST, "/api/v1/products", staff.clone(), json_ct, "{\"sku\": \"N2\", \"name\": \"n\", \"price_cents\": 1e300, \"currency\": \"EUR\", \"stock\": 1}".into(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         ("huge price", Method::POST, "/api/v1/products", staff.clone(), json_ct, json!({"sku": "N3", "name": "n", "price_cents": i64::MAX, "currency": "EUR", "stock": 1}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),

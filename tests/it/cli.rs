@@ -42,13 +42,9 @@ async fn migrate_twice_token_demo_and_check(backend: Backend) {
     // Only the hash is stored, and it authenticates.
     let db = ordo::Db::connect(&url, 2).await.unwrap();
     let service = ordo::Ordo::new(db.clone(), ordo::Policy::default(), ordo::Clock::system());
-    let user = service
-        .authenticate(&token)
-        .await
-        .unwrap()
-        .expect("token works");
-    assert_eq!(user.name, "ops");
-    assert!(service.authenticate("ordo_wrong").await.unwrap().is_none());
+    let who = service.authenticate(&token).await.expect("token works");
+    assert_eq!(who.user.name, "ops");
+    assert!(service.authenticate("ordo_wrong").await.is_err());
     let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
         .fetch_all(db.pool())
         .await

@@ -151,6 +151,26 @@ impl Drop for TestDatabase {
     }
 }
 
+/// An HTTP client for talking to a test server.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("http client")
+}
+
+pub fn client_builder() -> reqwest::ClientBuilder {
+    ordo::install_tls_provider();
+    reqwest::Client::builder()
+}
+
+/// The policy of test shops: the defaults, without the per-customer limits (tests that
+/// are about the limits set them).
+pub fn test_policy() -> Policy {
+    Policy {
+        max_pending_orders_per_customer: 0,
+        max_units_per_order: 0,
+        ..Policy::default()
+    }
+}
+
 /// A shop with its own database, a staff user, a customer and a fixed clock at `T0`.
 pub struct TestShop {
     pub ordo: Ordo,
@@ -172,7 +192,7 @@ impl TestShop {
             .await
             .expect("connect");
         db.migrate().await.expect("migrate");
-        let ordo = Ordo::new(db, Policy::default(), Clock::fixed(T0));
+        let ordo = Ordo::new(db, test_policy(), Clock::fixed(T0));
         let (staff, staff_token) = ordo
             .create_user_with_token("staff", UserRole::Staff)
             .await

@@ -131,6 +131,7 @@ async fn ship_complete_refund_counts_sales_once(backend: Backend) {
                 note: None,
                 carrier: Some("DHL".into()),
                 tracking_number: Some("TRACK-1".into()),
+                ..TransitionInput::default()
             },
         )
         .await

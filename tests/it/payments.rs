@@ -42,6 +42,7 @@ async fn open_payment_returns_the_open_one_or_a_new_one(backend: Backend) {
         ordo::Policy {
             payment_ttl_ms: 20 * MINUTE,
             unpaid_timeout_ms: 40 * MINUTE,
+            ..shop.ordo.policy
         },
         shop.ordo.clock.clone(),
     );

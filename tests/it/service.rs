@@ -3,7 +3,7 @@
 
 use crate::helpers::{Backend, MINUTE, TestShop};
 use crate::on_both_databases;
-use ordo::{Clock, Ordo, Policy};
+use ordo::{Clock, Ordo};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,7 +170,7 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
     // Orders placed an hour ago are overdue for the servers' clocks.
     let past = Ordo::new(
         shop.ordo.db.clone(),
-        Policy::default(),
+        crate::helpers::test_policy(),
         Clock::fixed(chrono::Utc::now().timestamp_millis() - 60 * MINUTE),
     );
     place_orders(&past, shop.customer.id, p.id, n).await;
@@ -188,13 +188,15 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
                 .env("ORDO_PAYMENT_TTL_MINUTES", "0")
                 .env("ORDO_LOG", "info")
                 .env("ORDO_LOG_FORMAT", "json")
+                .env("ORDO_MAX_PENDING_ORDERS_PER_CUSTOMER", "0")
+                .env("ORDO_RATE_LIMIT_PER_SECOND", "0")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("start ordo serve")
         })
         .collect();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     for port in ports {
         let until = Instant::now() + Duration::from_secs(30);
         while client
@@ -308,7 +310,7 @@ async fn postgres_restart_is_survived() {
         .spawn()
         .expect("start ordo serve");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -404,7 +406,7 @@ async fn postgres_restart_is_survived() {
     // The test's own pool lost its connections in the restart too: look with a fresh one.
     let fresh = Ordo::new(
         ordo::Db::connect(&shop.database.url, 2).await.unwrap(),
-        Policy::default(),
+        crate::helpers::test_policy(),
         Clock::system(),
     );
     for id in &acknowledged {

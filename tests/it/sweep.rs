@@ -28,6 +28,7 @@ fn request(dry_run: bool) -> SweepRequest {
         dry_run,
         batch_size: 1000,
         limit: None,
+        now: None,
     }
 }
 
@@ -151,6 +152,7 @@ async fn sweep_is_payment_aware(backend: Backend) {
         Policy {
             payment_ttl_ms: 60 * MINUTE,
             unpaid_timeout_ms: 30 * MINUTE,
+            ..shop.ordo.policy
         },
         shop.ordo.clock.clone(),
     );

@@ -8,7 +8,7 @@
 use crate::helpers::{Backend, TestDatabase};
 use ordo::domain::{OrderStatus, UserRole};
 use ordo::http::sign_webhook;
-use ordo::{Clock, Db, Ordo, Policy};
+use ordo::{Clock, Db, Ordo};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -105,6 +105,9 @@ impl Server {
             .env("ORDO_PAYMENT_TTL_MINUTES", "0")
             .env("ORDO_SWEEP_INTERVAL_SECONDS", "1")
             .env("ORDO_SWEEP_BATCH_SIZE", "20")
+            .env("ORDO_MAX_PENDING_ORDERS_PER_CUSTOMER", "0")
+            .env("ORDO_MAX_UNITS_PER_ORDER", "0")
+            .env("ORDO_RATE_LIMIT_PER_SECOND", "0")
             .env("ORDO_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -114,7 +117,7 @@ impl Server {
     }
 
     async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
+        let client = crate::helpers::client();
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = client
@@ -165,7 +168,7 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
     let database = TestDatabase::create(backend).await;
     let db = Db::connect(&database.url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
-    let setup = Ordo::new(db.clone(), Policy::default(), Clock::system());
+    let setup = Ordo::new(db.clone(), crate::helpers::test_policy(), Clock::system());
     let (staff, staff_token) = setup
         .create_user_with_token("staff", UserRole::Staff)
         .await
@@ -204,7 +207,7 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
         report: Report::default(),
     }));
     let deadline = Instant::now() + Duration::from_secs(plan.seconds);
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
@@ -274,7 +277,11 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
             None,
         )
         .await;
-        assert_eq!(status, Some(200));
+        assert_eq!(
+            status,
+            Some(202),
+            "a real sweep over HTTP answers 202 and runs on"
+        );
         let exit = s.terminate().expect("server was running");
         assert!(
             exit.success(),
@@ -556,7 +563,7 @@ async fn webhook(client: &reqwest::Client, base: &str, body: &str) -> (Option<u1
 
 async fn check_invariants(db: &Db, report: &Report, plan: Plan) {
     let seed = plan.seed;
-    let ordo = Ordo::new(db.clone(), Policy::default(), Clock::system());
+    let ordo = Ordo::new(db.clone(), crate::helpers::test_policy(), Clock::system());
     let check = ordo.check().await.unwrap();
     assert!(
         check.is_clean(),

@@ -1,0 +1,142 @@
+//! The outbox: event rows, written in the transaction of the change they report, and their
+//! fan-out to the subscribed endpoints' deliveries, both set-based: one statement on
+//! PostgreSQL (a data-modifying CTE), two on SQLite.
+
+use super::{Conn, Dialect};
+use crate::domain::Millis;
+use crate::error::Result;
+
+/// Columns of the JSON rows [`insert`] takes.
+const ROW_COLUMNS: &[(&str, &str)] = &[
+    ("event_id", "text"),
+    ("type", "text"),
+    ("order_id", "bigint"),
+    ("product_id", "bigint"),
+    ("seq", "bigint"),
+    ("data", "json"),
+];
+
+/// Matches an endpoint's event types (a JSON array of names, NULL for all) against `ev.type`.
+fn endpoint_wants(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => {
+            "(ep.event_types IS NULL OR position('\"' || ev.type || '\"' in ep.event_types) > 0)"
+        }
+        Dialect::Sqlite => {
+            "(ep.event_types IS NULL OR instr(ep.event_types, '\"' || ev.type || '\"') > 0)"
+        }
+    }
+}
+
+/// Inserts the events given as a JSON array of objects (`event_id`, `type`, `order_id`,
+/// `product_id`, `seq`, `data`) and a pending delivery of each to every enabled endpoint
+/// that wants its type, due at once.
+pub async fn insert(conn: &mut Conn, dialect: Dialect, rows_json: &str, now: Millis) -> Result<()> {
+    let rows = dialect.json_rows(1, ROW_COLUMNS);
+    let wants = endpoint_wants(dialect);
+    match dialect {
+        Dialect::Postgres => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH ev AS (
+                   INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+                   SELECT r.event_id, r.type, r.order_id, r.product_id, r.seq, r.data::text, $2 FROM {rows}
+                   RETURNING id, type, order_id, seq)
+                 INSERT INTO webhook_deliveries
+                   (endpoint_id, event_pk, order_id, seq, status, attempts, next_attempt_at, created_at, updated_at)
+                 SELECT ep.id, ev.id, ev.order_id, ev.seq, 'pending', 0, $2, $2, $2
+                 FROM ev JOIN webhook_endpoints ep
+                   ON ep.enabled AND ep.deleted_at IS NULL AND {wants}"
+            )))
+            .bind(rows_json)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Dialect::Sqlite => {
+            let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+                 SELECT r.event_id, r.type, r.order_id, r.product_id, r.seq, r.data, $2 FROM {rows}
+                 RETURNING id"
+            )))
+            .bind(rows_json)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+            let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
+                return Ok(());
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO webhook_deliveries
+                   (endpoint_id, event_pk, order_id, seq, status, attempts, next_attempt_at, created_at, updated_at)
+                 SELECT ep.id, ev.id, ev.order_id, ev.seq, 'pending', 0, $3, $3, $3
+                 FROM events ev JOIN webhook_endpoints ep
+                   ON ep.enabled AND ep.deleted_at IS NULL AND {wants}
+                 WHERE ev.id BETWEEN $1 AND $2"
+            )))
+            .bind(first)
+            .bind(last)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the next number of one order's event sequence (the order is locked by the caller).
+pub async fn next_seq(conn: &mut Conn, order_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "UPDATE orders SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+    )
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub event_id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub order_id: Option<i64>,
+    pub product_id: Option<i64>,
+    pub seq: Option<i64>,
+    pub data: String,
+    pub created_at: Millis,
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, event_id, type, order_id, product_id, seq, data, created_at";
+
+/// The event log, oldest first, after the position `after_id`.
+pub async fn list(
+    conn: &mut Conn,
+    after_id: i64,
+    kind: Option<&str>,
+    order_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
+    Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE id > $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR order_id = $3)
+         ORDER BY id LIMIT $4"
+    )))
+    .bind(after_id)
+    .bind(kind)
+    .bind(order_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// One order's events, in `seq` order.
+pub async fn of_order(conn: &mut Conn, order_id: i64) -> Result<Vec<EventRow>> {
+    Ok(sqlx::query_as::<_, EventRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE order_id = $1 ORDER BY seq"
+    )))
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?)
+}

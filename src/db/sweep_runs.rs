@@ -1,0 +1,127 @@
+//! The record of every sweep run: who started it, how, and what it did.
+
+use super::Conn;
+use crate::domain::Millis;
+use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: i64,
+    pub trigger: String,
+    pub actor: String,
+    pub dry_run: i64,
+    pub timeout_minutes: i64,
+    pub cutoff: Millis,
+    pub state: String,
+    pub started_at: Millis,
+    pub heartbeat_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub found: i64,
+    pub cancelled: i64,
+    pub would_cancel: i64,
+    pub skipped: i64,
+    pub errors: i64,
+    pub units_released: i64,
+    pub duration_ms: i64,
+    pub stopped_reason: Option<String>,
+    pub failures: String,
+}
+
+const COLUMNS: &str = "id, trigger, actor, CAST(dry_run AS INTEGER) AS dry_run, timeout_minutes, \
+     cutoff, state, started_at, heartbeat_at, finished_at, found, cancelled, would_cancel, skipped, \
+     errors, units_released, duration_ms, stopped_reason, failures";
+
+pub async fn insert(
+    conn: &mut Conn,
+    trigger: &str,
+    actor: &str,
+    dry_run: bool,
+    timeout_minutes: i64,
+    cutoff: Millis,
+    now: Millis,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO sweep_runs (trigger, actor, dry_run, timeout_minutes, cutoff, state, started_at, heartbeat_at)
+         VALUES ($1, $2, $3, $4, $5, 'running', $6, $6) RETURNING id",
+    )
+    .bind(trigger)
+    .bind(actor)
+    .bind(dry_run)
+    .bind(timeout_minutes)
+    .bind(cutoff)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// What a run has done so far, or in all.
+pub struct Progress<'a> {
+    pub state: &'a str,
+    pub found: i64,
+    pub cancelled: i64,
+    pub would_cancel: i64,
+    pub skipped: i64,
+    pub errors: i64,
+    pub units_released: i64,
+    pub duration_ms: i64,
+    pub stopped_reason: Option<&'a str>,
+    pub failures: &'a str,
+    pub finished_at: Option<Millis>,
+}
+
+pub async fn update(conn: &mut Conn, id: i64, p: &Progress<'_>, now: Millis) -> Result<()> {
+    sqlx::query(
+        "UPDATE sweep_runs SET state = $2, found = $3, cancelled = $4, would_cancel = $5, skipped = $6,
+                errors = $7, units_released = $8, duration_ms = $9, stopped_reason = $10,
+                failures = $11, finished_at = $12, heartbeat_at = $13
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(p.state)
+    .bind(p.found)
+    .bind(p.cancelled)
+    .bind(p.would_cancel)
+    .bind(p.skipped)
+    .bind(p.errors)
+    .bind(p.units_released)
+    .bind(p.duration_ms)
+    .bind(p.stopped_reason)
+    .bind(p.failures)
+    .bind(p.finished_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<RunRow>> {
+    Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM sweep_runs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Runs newest first, before the cursor `before_id`.
+pub async fn list(conn: &mut Conn, before_id: Option<i64>, limit: i64) -> Result<Vec<RunRow>> {
+    Ok(sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM sweep_runs WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    )))
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Orders the sweep cancelled per hour since `since` (for the console's chart).
+pub async fn cancelled_per_hour(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT CAST(started_at / 3600000 AS BIGINT) AS hour, CAST(SUM(cancelled) AS BIGINT)
+         FROM sweep_runs WHERE started_at >= $1 AND cancelled > 0
+         GROUP BY CAST(started_at / 3600000 AS BIGINT) ORDER BY hour",
+    )
+    .bind(since)
+    .fetch_all(&mut *conn)
+    .await?)
+}

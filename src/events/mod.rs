@@ -1,0 +1,351 @@
+//! Outbound events: what ordo tells the world (SPEC section 10). Every change a shop or a
+//! customer cares about becomes an event written in the same transaction as the change (a
+//! transactional outbox), through [`record`], the one place that writes them; the
+//! dispatcher ([`dispatch`]) delivers them at least once to webhook endpoints and to the
+//! message broker.
+
+pub mod dispatch;
+pub mod endpoints;
+pub mod signing;
+
+use crate::Ordo;
+use crate::db::{self, Conn, Dialect};
+use crate::domain::{Millis, OrderDetails, OrderStatus, Payment, Product, format_rfc3339};
+use crate::error::{Error, Result};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The event catalogue.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub enum EventType {
+    #[serde(rename = "order.created")]
+    OrderCreated,
+    #[serde(rename = "order.payment_reminder")]
+    OrderPaymentReminder,
+    #[serde(rename = "order.paid")]
+    OrderPaid,
+    #[serde(rename = "order.expired")]
+    OrderExpired,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+    #[serde(rename = "order.shipped")]
+    OrderShipped,
+    #[serde(rename = "order.completed")]
+    OrderCompleted,
+    #[serde(rename = "order.refund_requested")]
+    OrderRefundRequested,
+    #[serde(rename = "order.refunded")]
+    OrderRefunded,
+    #[serde(rename = "order.refund_rejected")]
+    OrderRefundRejected,
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
+    #[serde(rename = "payment.late_succeeded")]
+    PaymentLateSucceeded,
+    #[serde(rename = "product.out_of_stock")]
+    ProductOutOfStock,
+    #[serde(rename = "product.back_in_stock")]
+    ProductBackInStock,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 14] = [
+        EventType::OrderCreated,
+        EventType::OrderPaymentReminder,
+        EventType::OrderPaid,
+        EventType::OrderExpired,
+        EventType::OrderCancelled,
+        EventType::OrderShipped,
+        EventType::OrderCompleted,
+        EventType::OrderRefundRequested,
+        EventType::OrderRefunded,
+        EventType::OrderRefundRejected,
+        EventType::PaymentFailed,
+        EventType::PaymentLateSucceeded,
+        EventType::ProductOutOfStock,
+        EventType::ProductBackInStock,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "order.created",
+            EventType::OrderPaymentReminder => "order.payment_reminder",
+            EventType::OrderPaid => "order.paid",
+            EventType::OrderExpired => "order.expired",
+            EventType::OrderCancelled => "order.cancelled",
+            EventType::OrderShipped => "order.shipped",
+            EventType::OrderCompleted => "order.completed",
+            EventType::OrderRefundRequested => "order.refund_requested",
+            EventType::OrderRefunded => "order.refunded",
+            EventType::OrderRefundRejected => "order.refund_rejected",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentLateSucceeded => "payment.late_succeeded",
+            EventType::ProductOutOfStock => "product.out_of_stock",
+            EventType::ProductBackInStock => "product.back_in_stock",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Checks a name against the catalogue, naming `field` when it is not in it.
+    pub fn parse_field(field: &str, s: &str) -> Result<EventType> {
+        EventType::parse(s).ok_or_else(|| {
+            Error::validation(
+                field,
+                format!(
+                    "unknown event type {s:?}; known: {}",
+                    EventType::ALL.map(|t| t.as_str()).join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The event a transition emits, by who made it.
+    pub fn of_transition(from: OrderStatus, to: OrderStatus, by_expiry: bool) -> EventType {
+        use OrderStatus::*;
+        match (from, to) {
+            (_, Paid) if from == Refunding => EventType::OrderRefundRejected,
+            (_, Paid) => EventType::OrderPaid,
+            (_, Cancelled) if by_expiry => EventType::OrderExpired,
+            (_, Cancelled) => EventType::OrderCancelled,
+            (_, Shipped) => EventType::OrderShipped,
+            (_, Completed) => EventType::OrderCompleted,
+            (_, Refunding) => EventType::OrderRefundRequested,
+            (_, Refunded) => EventType::OrderRefunded,
+            (_, Pending) => EventType::OrderCreated,
+        }
+    }
+}
+
+/// One event, ready to write.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewEvent {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub order_id: Option<i64>,
+    pub product_id: Option<i64>,
+    pub seq: Option<i64>,
+    pub data: Value,
+}
+
+/// A fresh public event id: `evt_` and 26 random base-32 characters (130 bits).
+pub fn new_event_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut rng = rand::rng();
+    let code: String = (0..26)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("evt_{code}")
+}
+
+impl NewEvent {
+    /// An order's event: `data.order` is the order as `GET /orders/{id}` shows it, `seq`
+    /// its number in the order's sequence, `previous_status` where it came from; `extra`
+    /// adds the type's own fields.
+    pub fn order(
+        kind: EventType,
+        order: &OrderDetails,
+        seq: i64,
+        previous_status: Option<OrderStatus>,
+        extra: Value,
+    ) -> NewEvent {
+        let mut data = json!({
+            "order": order,
+            "seq": seq,
+            "previous_status": previous_status,
+        });
+        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
+        NewEvent {
+            event_id: new_event_id(),
+            kind: kind.as_str(),
+            order_id: Some(order.order.id),
+            product_id: None,
+            seq: Some(seq),
+            data,
+        }
+    }
+
+    /// A product's event (out of stock, back in stock).
+    pub fn product(kind: EventType, product: &Product) -> NewEvent {
+        NewEvent {
+            event_id: new_event_id(),
+            kind: kind.as_str(),
+            order_id: None,
+            product_id: Some(product.id),
+            seq: None,
+            data: json!({ "product": product }),
+        }
+    }
+}
+
+/// The payment and its deadline, as `order.created` and friends carry them.
+pub fn payment_data(payment: &Payment) -> Value {
+    json!({ "payment": payment })
+}
+
+/// The out-of-stock and back-in-stock events of products whose stock just changed by
+/// `delta` (negative: taken) to what `product` shows.
+pub fn stock_events(product: &Product, delta: i64) -> Option<NewEvent> {
+    let before = product.stock - delta;
+    if product.stock == 0 && before > 0 {
+        Some(NewEvent::product(EventType::ProductOutOfStock, product))
+    } else if before == 0 && product.stock > 0 {
+        Some(NewEvent::product(EventType::ProductBackInStock, product))
+    } else {
+        None
+    }
+}
+
+/// Writes events in the caller's transaction: the one place events are written. Nothing
+/// when `enabled` is off.
+pub(crate) async fn record(
+    conn: &mut Conn,
+    dialect: Dialect,
+    enabled: bool,
+    events: &[NewEvent],
+    now: Millis,
+) -> Result<()> {
+    if !enabled || events.is_empty() {
+        return Ok(());
+    }
+    let rows = serde_json::to_string(events).map_err(|e| Error::Conflict(e.to_string()))?;
+    db::events::insert(conn, dialect, &rows, now).await
+}
+
+/// The envelope a receiver gets: `{id, type, timestamp, data}`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Event {
+    /// `evt_…`, the same on every redelivery (also the `webhook-id` header).
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339, when the change happened.
+    pub timestamp: String,
+    /// The event's data: `order` (as `GET /orders/{id}` shows it), `seq` and
+    /// `previous_status` for order events, `product` for product events, and the type's
+    /// own fields.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// Its position in the log, for `GET /events?after=`.
+    pub position: i64,
+}
+
+impl Event {
+    pub fn from_row(row: db::events::EventRow) -> Event {
+        Event {
+            id: row.event_id,
+            kind: row.kind,
+            timestamp: format_rfc3339(row.created_at),
+            data: serde_json::from_str(&row.data).unwrap_or(Value::Null),
+            position: row.id,
+        }
+    }
+
+    /// The body posted to webhooks and published to the broker (without `position`).
+    pub fn body(row: &db::events::EventRow) -> String {
+        format!(
+            "{{\"id\":{},\"type\":{},\"timestamp\":{},\"data\":{}}}",
+            Value::String(row.event_id.clone()),
+            Value::String(row.kind.clone()),
+            Value::String(format_rfc3339(row.created_at)),
+            row.data
+        )
+    }
+}
+
+/// Filters of the event log.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub after: i64,
+    pub kind: Option<EventType>,
+    pub order_id: Option<i64>,
+    pub limit: i64,
+}
+
+impl Ordo {
+    /// The event log, oldest first (staff), to reconcile.
+    pub async fn events(
+        &self,
+        actor: crate::domain::Actor,
+        filter: &EventFilter,
+    ) -> Result<Vec<Event>> {
+        crate::inventory::require_staff(actor)?;
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(db::events::list(
+            &mut conn,
+            filter.after,
+            filter.kind.map(EventType::as_str),
+            filter.order_id,
+            filter.limit,
+        )
+        .await?
+        .into_iter()
+        .map(Event::from_row)
+        .collect())
+    }
+
+    /// The position of an event id in the log, to read on from it.
+    pub async fn event_position(&self, event_id: &str) -> Result<i64> {
+        let mut conn = self.db.pool().acquire().await?;
+        sqlx::query_scalar("SELECT id FROM events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(Error::NotFound { what: "event" })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        assert!(EventType::parse("order.deleted").is_none());
+    }
+
+    #[test]
+    fn every_transition_has_its_event() {
+        use OrderStatus::*;
+        assert_eq!(
+            EventType::of_transition(Pending, Paid, false),
+            EventType::OrderPaid
+        );
+        assert_eq!(
+            EventType::of_transition(Refunding, Paid, false),
+            EventType::OrderRefundRejected
+        );
+        assert_eq!(
+            EventType::of_transition(Pending, Cancelled, true),
+            EventType::OrderExpired
+        );
+        assert_eq!(
+            EventType::of_transition(Paid, Cancelled, false),
+            EventType::OrderCancelled
+        );
+        assert_eq!(
+            EventType::of_transition(Completed, Refunding, false),
+            EventType::OrderRefundRequested
+        );
+    }
+
+    #[test]
+    fn event_ids_are_random() {
+        let a = new_event_id();
+        assert_eq!(a.len(), 30);
+        assert!(a.starts_with("evt_"));
+        assert_ne!(a, new_event_id());
+    }
+}
