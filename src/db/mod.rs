@@ -10,6 +10,7 @@ pub mod orders;
 pub mod payments;
 pub mod placement;
 pub mod products;
+pub mod reminders;
 pub mod sweep;
 pub mod sweep_runs;
 pub mod users;

@@ -6,7 +6,7 @@
 //! Parameters: `$1` cutoff, `$2` now.
 
 use super::{Conn, Dialect};
-use crate::domain::{Millis, MovementReason, Order, OrderItem, Payment, PaymentStatus, Product};
+use crate::domain::{Millis, MovementReason, Order, PaymentStatus, Product};
 use crate::error::Result;
 
 const DUE: &str = "o.status = 'pending' AND o.created_at <= $1
@@ -205,38 +205,4 @@ pub async fn cancel_batch(
     super::payments::close_open_of_orders(conn, dialect, &ids, PaymentStatus::Cancelled, now)
         .await?;
     Ok(CancelledBatch { orders, returned })
-}
-
-/// The items and payments of a batch of orders, for their events.
-pub async fn items_and_payments(
-    conn: &mut Conn,
-    dialect: Dialect,
-    batch: &[DueOrder],
-) -> Result<(Vec<(i64, OrderItem)>, Vec<Payment>)> {
-    let ids = ids_json(batch);
-    let in_batch = dialect.json_ids(1);
-    let items = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT order_id, product_id, quantity, unit_price_cents FROM order_items
-         WHERE order_id IN ({in_batch}) ORDER BY order_id, product_id"
-    )))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        use sqlx::{FromRow, Row};
-        Ok((
-            row.try_get::<i64, _>("order_id")?,
-            OrderItem::from_row(row)?,
-        ))
-    })
-    .collect::<Result<Vec<_>>>()?;
-    let payments = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM payments WHERE order_id IN ({in_batch}) ORDER BY order_id, id",
-        super::payments::COLUMNS
-    )))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok((items, payments))
 }

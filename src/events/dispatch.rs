@@ -182,7 +182,9 @@ impl Dispatcher {
     /// Returns how many were attempted.
     pub async fn dispatch_once(self: &Arc<Self>) -> Result<usize> {
         let now = self.ordo.clock.now();
-        let lease = now + self.config.timeout.as_millis() as i64 + 30_000;
+        // Long enough for the attempt (bounded by the timeout) and its recording; a
+        // dispatcher that died mid-attempt holds the delivery no longer than this.
+        let lease = now + self.config.timeout.as_millis() as i64 + 5_000;
         let dialect = self.ordo.db.dialect();
         let mut tx = self.ordo.db.write_tx().await?;
         let due = store::claim_due(
@@ -322,7 +324,9 @@ impl Dispatcher {
                 keys.push(key);
             }
         }
-        let timestamp = now / 1000;
+        // The attempt's own time, from the wall clock whatever clock ordo runs on:
+        // receivers check it against theirs.
+        let timestamp = chrono::Utc::now().timestamp();
         let signature = signing::signature_header(&keys, &d.event_id, timestamp, body.as_bytes());
         let sent = self
             .client
