@@ -725,6 +725,9 @@ async fn serve(
         let _ = job.await;
     }
     background.wait().await;
+    if let Err(err) = ordo.flush_token_uses().await {
+        tracing::warn!(error = %err, "could not record the last token uses");
+    }
     ordo.db.close().await;
     served.map_err(|e| Failure {
         message: format!("server failed: {e}"),

@@ -93,6 +93,13 @@ impl Combiner {
     /// Lanes per process: one on SQLite (one writer anyway), a few on PostgreSQL so that
     /// orders for different products commit side by side.
     fn lane_count(&self) -> usize {
+        if let Some(n) = std::env::var("ORDO_PLACEMENT_LANES")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| (1..=64).contains(n))
+        {
+            return n;
+        }
         match self.db.dialect() {
             db::Dialect::Sqlite => 1,
             db::Dialect::Postgres => 4,

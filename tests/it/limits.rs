@@ -512,14 +512,29 @@ async fn last_use_is_written_at_most_once_a_minute(backend: Backend) {
             shop.customer.id,
         )
     };
+    // Uses are written in batches, not one statement per request.
     shop.ordo.authenticate(&shop.customer_token).await.unwrap();
+    shop.ordo.flush_token_uses().await.unwrap();
     assert_eq!(last_used().await, T0);
     shop.ordo.clock.advance(30_000);
     shop.ordo.authenticate(&shop.customer_token).await.unwrap();
+    shop.ordo.flush_token_uses().await.unwrap();
     assert_eq!(last_used().await, T0, "not again within the minute");
     shop.ordo.clock.advance(31_000);
     shop.ordo.authenticate(&shop.customer_token).await.unwrap();
+    shop.ordo.flush_token_uses().await.unwrap();
     assert_eq!(last_used().await, T0 + 61_000);
+    // And without an explicit flush, in the background within seconds.
+    shop.ordo.clock.advance(61_000);
+    shop.ordo.authenticate(&shop.customer_token).await.unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while last_used().await != T0 + 122_000 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the use was never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 fn limited(shop: &TestShop, pending: u32, units: u32) -> Ordo {
