@@ -346,8 +346,10 @@ async fn bench_ordo(
     if variant == Variant::Endpoint {
         let (hook, seen) = receiver().await;
         let db = ordo::Db::connect(&url, 1).await.expect("connect");
-        let mut policy = ordo::Policy::default();
-        policy.webhook_allow_private = true;
+        let policy = ordo::Policy {
+            webhook_allow_private: true,
+            ..Default::default()
+        };
         let o = ordo::Ordo::new(db.clone(), policy, ordo::Clock::system());
         o.create_endpoint(
             ordo::domain::Actor::Operator,
