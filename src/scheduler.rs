@@ -140,6 +140,10 @@ pub async fn run_jobs(ordo: Ordo, request: SweepRequest, interval: Duration, shu
         if shutdown.is_triggered() {
             break;
         }
+        if !ordo.db.is_ready() {
+            // No primary: wait for the next tick rather than fail batch after batch.
+            continue;
+        }
         match ordo.send_payment_reminders(shutdown.flag()).await {
             Ok(0) => {}
             Ok(sent) => tracing::info!(sent, "payment reminders sent"),

@@ -534,13 +534,20 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
         }
     };
     let wake = ordo.outbox_written();
-    if let Some(url) = ordo.db.listen_url() {
-        tokio::spawn(listen(url, wake.clone(), shutdown.clone()));
+    if ordo.db.listen_url().is_some() {
+        tokio::spawn(listen(ordo.db.clone(), wake.clone(), shutdown.clone()));
     }
     let mut registered = false;
     tracing::info!(broker = config.amqp_url.is_some(), "dispatcher started");
     let mut failures = 0u32;
     while !shutdown.is_triggered() {
+        if !ordo.db.is_ready() {
+            // No primary: pause until one is back.
+            tokio::select! {
+                _ = tokio::time::sleep(config.poll_interval) => continue,
+                _ = shutdown.wait() => break,
+            }
+        }
         if !registered {
             match dispatcher.register_broker().await {
                 Ok(()) => registered = true,
@@ -571,9 +578,11 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
     tracing::info!("dispatcher stopped");
 }
 
-/// Forwards PostgreSQL notifications on `ordo_deliveries` to `wake`, reconnecting as needed.
-async fn listen(url: String, wake: Arc<tokio::sync::Notify>, shutdown: Shutdown) {
+/// Forwards PostgreSQL notifications on `ordo_deliveries` to `wake`, reconnecting (to the
+/// current primary) as needed.
+async fn listen(db: crate::db::Db, wake: Arc<tokio::sync::Notify>, shutdown: Shutdown) {
     while !shutdown.is_triggered() {
+        let Some(url) = db.listen_url() else { return };
         let listened = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
             listener.listen("ordo_deliveries").await?;

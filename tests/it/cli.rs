@@ -88,6 +88,24 @@ fn bad_configuration_exits_two() {
     let out = ordo("mysql://nope", &["check"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unsupported database URL"));
+    for (url, says) in [
+        ("postgres://u:pw@h1,,h2/ordo", "host 2: is empty"),
+        ("postgres://h1:5432,h2:99999/ordo", "host 2: port \"99999\""),
+        (
+            "postgres://h1,h2/ordo?target_session_attrs=standby",
+            "not supported",
+        ),
+        ("sqlite://one.db,two.db", "only for postgres"),
+    ] {
+        let out = ordo(url, &["check"]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("pw@"),
+            "the password stays hidden: {stderr}"
+        );
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(["frobnicate"])
         .output()

@@ -7,6 +7,7 @@ mod broker;
 mod check;
 mod cli;
 mod events;
+mod failover;
 mod fuzz;
 mod inventory;
 mod lifecycle;
