@@ -8,6 +8,7 @@ mod check;
 mod cli;
 mod events;
 mod failover;
+mod flash;
 mod fuzz;
 mod inventory;
 mod lifecycle;

@@ -93,3 +93,53 @@ pub async fn due_orders(shop: &TestShop, backend: Backend, n: i64, created_at: i
     }
     (first_product..first_product + PRODUCTS).collect()
 }
+
+/// `n` customers with tokens, made in two statements; returns (user id, token).
+pub async fn customers(shop: &TestShop, n: i64) -> Vec<(i64, String)> {
+    let pool = shop.ordo.db.pool();
+    let first: i64 = shop
+        .count("SELECT COALESCE(MAX(id), 0) + 1 FROM users")
+        .await;
+    let rows: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let token = format!("ordo_buyer_{}_{}", first + i, rand::random::<u64>());
+            serde_json::json!({"id": first + i, "name": format!("buyer {i}"), "token": token,
+                "hash": ordo::auth::token_hash(&token)})
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).unwrap();
+    let dialect = shop.ordo.db.dialect();
+    let from = |cols: &[(&str, &str)]| dialect.json_rows(1, cols);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (id, name, role, created_at) SELECT r.id, r.name, 'customer', 0 FROM {}",
+        from(&[("id", "bigint"), ("name", "text")])
+    )))
+    .bind(&json)
+    .execute(pool)
+    .await
+    .expect("users");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api_tokens (user_id, name, token_hash, created_at) SELECT r.id, r.name, r.hash, 0 FROM {}",
+        from(&[("id", "bigint"), ("name", "text"), ("hash", "text")])
+    )))
+    .bind(&json)
+    .execute(pool)
+    .await
+    .expect("tokens");
+    if dialect == ordo::db::Dialect::Postgres {
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))",
+        )
+        .execute(pool)
+        .await
+        .expect("setval");
+    }
+    rows.into_iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["token"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

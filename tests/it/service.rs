@@ -428,8 +428,12 @@ async fn postgres_restart_is_survived() {
 
 /// Starts `ordo serve` on a free port for `shop`'s database; returns it with its base URL
 /// once it answers.
-async fn serve(shop: &TestShop, env: &[(&str, &str)]) -> (Child, String) {
-    let port = free_port();
+pub(crate) async fn serve(shop: &TestShop, env: &[(&str, &str)]) -> (Child, String) {
+    serve_on(shop, &free_port().to_string(), env).await
+}
+
+/// [`serve`] on a given port (to restart a server where its clients expect it).
+pub(crate) async fn serve_on(shop: &TestShop, port: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut command = ordo_bin();
     command
         .args([
