@@ -330,20 +330,25 @@ fn expected_in_words(expected: &str) -> String {
     words.to_owned()
 }
 
-/// `axum::extract::Path` for one positive id, with a worded rejection.
+/// `axum::extract::Path` for one id. A path whose id is not a number names nothing: 404.
 pub struct Id(pub i64);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let nothing = || {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "nothing has this id: ids are whole numbers",
+            )
+        };
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|_| ApiError::bad_request("id", "must be a whole number"))?;
-        raw.parse::<i64>()
-            .map(Id)
-            .map_err(|_| ApiError::bad_request("id", "must be a whole number"))
+                .map_err(|_| nothing())?;
+        raw.parse::<i64>().map(Id).map_err(|_| nothing())
     }
 }
 
