@@ -224,6 +224,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let app = api
         .route_layer(middleware::from_fn(mark_route))
         .route("/metrics", axum::routing::get(metrics))
+        .merge(crate::console::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {
