@@ -165,8 +165,7 @@ impl Ordo {
 
         let this_hour = now.div_euclid(HOUR_MS);
         let first_hour = this_hour - (CHART_HOURS - 1);
-        let per_hour =
-            db::sweep_runs::cancelled_per_hour(&mut conn, first_hour * HOUR_MS).await?;
+        let per_hour = db::sweep_runs::cancelled_per_hour(&mut conn, first_hour * HOUR_MS).await?;
         let sweep_hours = (first_hour..=this_hour)
             .map(|hour| {
                 let n = per_hour
@@ -289,7 +288,6 @@ impl Ordo {
         if db::products::get(&mut conn, product_id).await?.is_none() {
             return Err(Error::NotFound { what: "product" });
         }
-        db::console::ledger_page(&mut conn, product_id, before_id.unwrap_or(i64::MAX), limit)
-            .await
+        db::console::ledger_page(&mut conn, product_id, before_id.unwrap_or(i64::MAX), limit).await
     }
 }

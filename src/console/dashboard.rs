@@ -43,7 +43,10 @@ fn draw(console: &Console, board: &Dashboard) -> Vec<(String, Svg)> {
     let summary = |values: &mut dyn Iterator<Item = i64>, show: &dyn Fn(i64) -> String| {
         let (total, max) = values.fold((0, 0), |(s, m), v| (s + v, m.max(v)));
         (
-            fill(t.chart_total, &[("total", &show(total)), ("max", &show(max))]),
+            fill(
+                t.chart_total,
+                &[("total", &show(total)), ("max", &show(max))],
+            ),
             show(max),
         )
     };
@@ -117,19 +120,43 @@ fn draw(console: &Console, board: &Dashboard) -> Vec<(String, Svg)> {
     vec![
         (
             t.chart_orders_per_day.to_owned(),
-            charts::bars("orders-per-day", t.chart_orders_per_day, &orders_summary, &days, &orders_max),
+            charts::bars(
+                "orders-per-day",
+                t.chart_orders_per_day,
+                &orders_summary,
+                &days,
+                &orders_max,
+            ),
         ),
         (
             revenue_title.clone(),
-            charts::bars("revenue-per-day", &revenue_title, &revenue_summary, &revenue, &revenue_max),
+            charts::bars(
+                "revenue-per-day",
+                &revenue_title,
+                &revenue_summary,
+                &revenue,
+                &revenue_max,
+            ),
         ),
         (
             t.chart_sweep_per_hour.to_owned(),
-            charts::bars("sweep-per-hour", t.chart_sweep_per_hour, &sweep_summary, &hours, &sweep_max),
+            charts::bars(
+                "sweep-per-hour",
+                t.chart_sweep_per_hour,
+                &sweep_summary,
+                &hours,
+                &sweep_max,
+            ),
         ),
         (
             t.chart_backlog.to_owned(),
-            charts::bars("backlog-by-age", t.chart_backlog, &backlog_summary, &backlog, &backlog_max),
+            charts::bars(
+                "backlog-by-age",
+                t.chart_backlog,
+                &backlog_summary,
+                &backlog,
+                &backlog_max,
+            ),
         ),
     ]
 }

@@ -111,9 +111,18 @@ mod tests {
     #[test]
     fn countdown_formats_match_the_server_spans() {
         let (h, m) = formats(Lang::En);
-        assert_eq!(h.replace("{h}", "1").replace("{m}", "02"), Lang::En.span(3_725_000));
-        assert_eq!(m.replace("{m}", "12").replace("{s}", "30"), Lang::En.span(750_000));
+        assert_eq!(
+            h.replace("{h}", "1").replace("{m}", "02"),
+            Lang::En.span(3_725_000)
+        );
+        assert_eq!(
+            m.replace("{m}", "12").replace("{s}", "30"),
+            Lang::En.span(750_000)
+        );
         let (_, m) = formats(Lang::Zh);
-        assert_eq!(m.replace("{m}", "12").replace("{s}", "30"), Lang::Zh.span(750_000));
+        assert_eq!(
+            m.replace("{m}", "12").replace("{s}", "30"),
+            Lang::Zh.span(750_000)
+        );
     }
 }

@@ -504,8 +504,14 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_best_spoken_language() {
-        assert_eq!(Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh);
-        assert_eq!(Lang::from_accept_language("fr-FR,en;q=0.5,zh;q=0.4"), Lang::En);
+        assert_eq!(
+            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
+            Lang::Zh
+        );
+        assert_eq!(
+            Lang::from_accept_language("fr-FR,en;q=0.5,zh;q=0.4"),
+            Lang::En
+        );
         assert_eq!(Lang::from_accept_language("de, zh-TW;q=0.7"), Lang::Zh);
         assert_eq!(Lang::from_accept_language("en;q=0.2, zh;q=0.8"), Lang::Zh);
         assert_eq!(Lang::from_accept_language(""), Lang::En);
@@ -534,6 +540,9 @@ mod tests {
 
     #[test]
     fn fill_replaces_placeholders() {
-        assert_eq!(fill("Order {number}", &[("number", "ORD-1")]), "Order ORD-1");
+        assert_eq!(
+            fill("Order {number}", &[("number", "ORD-1")]),
+            "Order ORD-1"
+        );
     }
 }

@@ -37,7 +37,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 /// The console's routes; `http::router` merges them beside the API.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/console", get(|| async { Redirect::permanent("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
         .route("/console/", get(dashboard::page))
         .route(
             "/console/login",
@@ -107,10 +110,10 @@ fn add_security_headers(headers: &mut HeaderMap) {
 /// either one naming another site refuses it. Clients that send neither (curl) are let
 /// through: they carry no victim's cookie by accident.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.to_str(), Ok("same-origin" | "none")) {
-            return false;
-        }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.to_str(), Ok("same-origin" | "none"))
+    {
+        return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
@@ -501,8 +504,14 @@ mod tests {
             host,
             ("origin", "https://evil.example")
         ])));
-        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[host, ("sec-fetch-site", "same-site")])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
         assert!(!same_origin(&headers(&[host, ("origin", "null")])));
         assert!(same_origin(&headers(&[host, ("sec-fetch-site", "none")])));
     }

@@ -6,8 +6,8 @@
 use super::i18n::{Lang, Texts, fill};
 use super::session::Console;
 use super::{
-    Chrome, Nav, PageResult, error_status, filled, query_value, render_with,
-    status_label, whole_number,
+    Chrome, Nav, PageResult, error_status, filled, query_value, render_with, status_label,
+    whole_number,
 };
 use crate::domain::lifecycle::{self, Role};
 use crate::domain::{Millis, Order, OrderStatus, PaymentStatus, format_rfc3339};
@@ -148,7 +148,9 @@ pub async fn list(
 ) -> PageResult {
     if let Some(number) = filled(&filters.q) {
         match console.ordo.order_by_number(console.actor(), number).await {
-            Ok(order) => return Ok(Redirect::to(&format!("/console/orders/{}", order.id)).into_response()),
+            Ok(order) => {
+                return Ok(Redirect::to(&format!("/console/orders/{}", order.id)).into_response());
+            }
             Err(Error::NotFound { .. }) => {
                 let message = fill(console.t().order_not_found, &[("number", number)]);
                 return list_page(&console, &filters, Some(message), StatusCode::NOT_FOUND).await;
@@ -205,7 +207,10 @@ async fn list_page(
     let current = filled(&filters.status).unwrap_or("");
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     let mut tabs = vec![Tab {
-        href: format!("/console/orders?{}", filters.others().trim_start_matches('&')),
+        href: format!(
+            "/console/orders?{}",
+            filters.others().trim_start_matches('&')
+        ),
         label: t.all_statuses,
         count: lang.number(total),
         current: current.is_empty(),
@@ -286,8 +291,7 @@ pub async fn csv(
         .search_orders(console.actor(), &search)
         .await
         .map_err(|e| console.fail(e))?;
-    let header_line =
-        "id,number,status,customer_id,total_cents,currency,created_at,paid_at,cancelled_at,cancel_reason,note\r\n";
+    let header_line = "id,number,status,customer_id,total_cents,currency,created_at,paid_at,cancelled_at,cancel_reason,note\r\n";
     let ordo = console.ordo.clone();
     let actor = console.actor();
     let state = (Some(first), search, false);
@@ -303,7 +307,10 @@ pub async fn csv(
                     Ok(orders) => orders,
                     Err(err) => {
                         tracing::error!(error = %err, "CSV export stopped");
-                        return Some((Err(std::io::Error::other(err.to_string())), (None, search, true)));
+                        return Some((
+                            Err(std::io::Error::other(err.to_string())),
+                            (None, search, true),
+                        ));
                     }
                 },
             };
@@ -623,8 +630,8 @@ pub async fn act(
         return Err(console.fail(Error::NotFound { what: "action" }));
     };
     let reason = filled(&form.reason).map(str::to_owned);
-    let must_give_reason = matches!(to, OrderStatus::Cancelled | OrderStatus::Refunding)
-        || (to == OrderStatus::Paid);
+    let must_give_reason =
+        matches!(to, OrderStatus::Cancelled | OrderStatus::Refunding) || (to == OrderStatus::Paid);
     let moved = if must_give_reason && reason.is_none() {
         Err(Error::validation("reason", "required"))
     } else if to == OrderStatus::Shipped
@@ -647,7 +654,10 @@ pub async fn act(
             tracking_number: filled(&form.tracking_number).map(str::to_owned),
             payment_id: None,
         };
-        console.ordo.transition(console.actor(), id, to, &input).await
+        console
+            .ordo
+            .transition(console.actor(), id, to, &input)
+            .await
     };
     match moved {
         Ok(_) => Ok(Redirect::to(&format!("/console/orders/{id}?done=moved")).into_response()),
@@ -684,12 +694,17 @@ mod tests {
         };
         let search = filters.search(10).unwrap();
         assert_eq!(search.status, Some(OrderStatus::Paid));
-        assert_eq!(search.created_until.unwrap() - search.created_from.unwrap(), 2 * 86_400_000);
+        assert_eq!(
+            search.created_until.unwrap() - search.created_from.unwrap(),
+            2 * 86_400_000
+        );
         assert_eq!(search.before, Some((1_795_597_200_000, 42)));
         let bad = Filters {
             customer: Some("x".into()),
             ..Filters::default()
         };
-        assert!(matches!(bad.search(10), Err(Error::Validation { field, .. }) if field == "customer"));
+        assert!(
+            matches!(bad.search(10), Err(Error::Validation { field, .. }) if field == "customer")
+        );
     }
 }

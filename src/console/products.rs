@@ -124,7 +124,15 @@ pub async fn detail(
     Path(id): Path<i64>,
     Query(query): Query<DetailQuery>,
 ) -> PageResult {
-    show(&console, id, query.before, query.adjusted.is_some(), None, None).await
+    show(
+        &console,
+        id,
+        query.before,
+        query.adjusted.is_some(),
+        None,
+        None,
+    )
+    .await
 }
 
 async fn show(
@@ -186,12 +194,8 @@ async fn show(
             })
             .collect(),
         next,
-        delta: form
-            .and_then(|f| f.delta.clone())
-            .unwrap_or_default(),
-        reason: form
-            .and_then(|f| f.reason.clone())
-            .unwrap_or_default(),
+        delta: form.and_then(|f| f.delta.clone()).unwrap_or_default(),
+        reason: form.and_then(|f| f.reason.clone()).unwrap_or_default(),
     };
     Ok(render_with(status, &page))
 }

@@ -192,7 +192,17 @@ pub async fn create(console: Console, axum::Form(form): axum::Form<CreateForm>) 
         redelivered: None,
     };
     match console.ordo.create_endpoint(console.actor(), &new).await {
-        Ok((_, secret)) => show(&console, &query, None, None, Some(secret), CreateForm::default()).await,
+        Ok((_, secret)) => {
+            show(
+                &console,
+                &query,
+                None,
+                None,
+                Some(secret),
+                CreateForm::default(),
+            )
+            .await
+        }
         Err(err) => {
             let error = (error_status(&err), console.error_text(&err));
             show(&console, &query, None, Some(error), None, form).await
@@ -210,7 +220,15 @@ pub async fn redeliver(console: Console, Path(id): Path<i64>) -> PageResult {
                 before: None,
                 redelivered: None,
             };
-            show(&console, &query, None, Some(error), None, CreateForm::default()).await
+            show(
+                &console,
+                &query,
+                None,
+                Some(error),
+                None,
+                CreateForm::default(),
+            )
+            .await
         }
     }
 }

@@ -251,7 +251,11 @@ pub struct DueFingerprint {
     pub id_sum: i64,
 }
 
-pub async fn due_fingerprint(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<DueFingerprint> {
+pub async fn due_fingerprint(
+    conn: &mut Conn,
+    cutoff: Millis,
+    now: Millis,
+) -> Result<DueFingerprint> {
     let (count, min_id, max_id, id_sum): (i64, i64, i64, i64) =
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*), CAST(COALESCE(MIN(o.id), 0) AS BIGINT), CAST(COALESCE(MAX(o.id), 0) AS BIGINT),

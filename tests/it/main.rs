@@ -5,6 +5,7 @@ mod helpers;
 mod api;
 mod check;
 mod cli;
+mod console;
 mod fuzz;
 mod inventory;
 mod lifecycle;
