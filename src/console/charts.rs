@@ -40,7 +40,8 @@ fn escape(text: &str) -> String {
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 8.0;
+/// Room at each side for the first and last labels, centred under their bars.
+const LEFT: f64 = 30.0;
 const TOP: f64 = 22.0;
 const BOTTOM: f64 = 26.0;
 
