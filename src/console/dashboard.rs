@@ -63,7 +63,7 @@ fn draw(console: &Console, board: &Dashboard) -> Vec<(String, Svg)> {
             label: lang.short_day(d.start),
             value: d.placed,
             shown: lang.number(d.placed),
-            labelled: (last - i) % 7 == 0,
+            labelled: (last - i).is_multiple_of(7),
         })
         .collect();
     let (orders_summary, orders_max) = summary(&mut board.days.iter().map(|d| d.placed), &number);
@@ -76,7 +76,7 @@ fn draw(console: &Console, board: &Dashboard) -> Vec<(String, Svg)> {
             label: lang.short_day(d.start),
             value: d.paid_cents,
             shown: money(d.paid_cents),
-            labelled: (last - i) % 7 == 0,
+            labelled: (last - i).is_multiple_of(7),
         })
         .collect();
     let (revenue_summary, revenue_max) =
@@ -90,7 +90,7 @@ fn draw(console: &Console, board: &Dashboard) -> Vec<(String, Svg)> {
             label: lang.hour(*start),
             value: *n,
             shown: lang.number(*n),
-            labelled: (board.sweep_hours.len() - 1 - i) % 8 == 0,
+            labelled: (board.sweep_hours.len() - 1 - i).is_multiple_of(8),
         })
         .collect();
     let (sweep_summary, sweep_max) =
