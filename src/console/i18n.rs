@@ -269,9 +269,9 @@ catalogue! {
     age_1_6h: "1–6 h" => "1–6 小时",
     age_over_6h: "> 6 h" => "> 6 小时",
 
-    status_pending: "Pending" => "待付款",
-    status_paid: "Paid" => "已付款",
-    status_shipped: "Shipped" => "已发货",
+    status_pending: "Pending" => "待支付",
+    status_paid: "Paid" => "待发货",
+    status_shipped: "Shipped" => "待收货",
     status_completed: "Completed" => "已完成",
     status_cancelled: "Cancelled" => "已取消",
     status_refunding: "Refunding" => "退款中",
