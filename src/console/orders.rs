@@ -442,7 +442,7 @@ struct DetailPage {
     customer: i64,
     total: String,
     placed: String,
-    deadline: Option<(String, i64)>,
+    deadline: Option<String>,
     paid: Option<String>,
     cancelled: Option<String>,
     cancel_reason: Option<String>,
@@ -591,10 +591,8 @@ async fn detail_page(
         customer: order.user_id,
         total: lang.money(order.total_cents, &order.currency),
         placed: lang.datetime(order.created_at),
-        deadline: (order.status == OrderStatus::Pending).then(|| {
-            let at = order.created_at + console.ordo.policy.unpaid_timeout_ms;
-            (lang.datetime(at), at)
-        }),
+        deadline: (order.status == OrderStatus::Pending)
+            .then(|| lang.datetime(order.created_at + console.ordo.policy.unpaid_timeout_ms)),
         paid: order.paid_at.map(|at| lang.datetime(at)),
         cancelled: order.cancelled_at.map(|at| lang.datetime(at)),
         cancel_reason: order.cancel_reason.clone(),
