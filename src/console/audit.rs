@@ -1,7 +1,7 @@
 //! The audit log: every staff action, newest first, with filters and cursor paging.
 
 use super::session::Console;
-use super::{Chrome, Nav, PageResult, filled, render};
+use super::{Chrome, Nav, PageResult, filled, next_page, render};
 use crate::audit::AuditFilter;
 use askama::Template;
 use axum::extract::Query;
@@ -55,24 +55,21 @@ pub async fn page(console: Console, Query(f): Query<Filters>) -> PageResult {
         .audit_log(console.actor(), &filter)
         .await
         .map_err(|e| console.fail(e))?;
-    let next = (entries.len() as i64 == PAGE)
-        .then(|| entries.last())
-        .flatten()
-        .map(|e| {
-            let mut q = format!("/console/audit?before={}", e.id);
-            for (k, v) in [
-                ("actor", &f.actor),
-                ("action", &f.action),
-                ("object_type", &f.object_type),
-                ("object_id", &f.object_id),
-                ("request_id", &f.request_id),
-            ] {
-                if let Some(v) = filled(v) {
-                    q.push_str(&format!("&{k}={}", super::query_value(v)));
-                }
+    let next = next_page(&entries, PAGE, |e| {
+        let mut q = format!("/console/audit?before={}", e.id);
+        for (k, v) in [
+            ("actor", &f.actor),
+            ("action", &f.action),
+            ("object_type", &f.object_type),
+            ("object_id", &f.object_id),
+            ("request_id", &f.request_id),
+        ] {
+            if let Some(v) = filled(v) {
+                q.push_str(&format!("&{k}={}", super::query_value(v)));
             }
-            q
-        });
+        }
+        q
+    });
     let rows = entries
         .into_iter()
         .map(|e| Row {

@@ -309,6 +309,29 @@ pub struct Chrome {
     pub error: Option<String>,
 }
 
+impl Chrome {
+    /// Shows why a form was refused, if it was; returns the status the page answers with.
+    pub fn refused(&mut self, error: Option<(StatusCode, String)>) -> StatusCode {
+        match error {
+            Some((status, message)) => {
+                self.error = Some(message);
+                status
+            }
+            None => StatusCode::OK,
+        }
+    }
+}
+
+/// The key of the last item of a full page (where the next page starts); `None` when the
+/// page was not full, so there is nothing after it.
+pub fn next_page<T, K>(items: &[T], page: i64, key: impl Fn(&T) -> K) -> Option<K> {
+    if items.len() as i64 == page {
+        items.last().map(key)
+    } else {
+        None
+    }
+}
+
 impl Console {
     pub fn chrome(&self, nav: Nav) -> Chrome {
         let t = self.t();

@@ -6,8 +6,8 @@
 use super::i18n::{Lang, Texts, fill};
 use super::session::Console;
 use super::{
-    Chrome, Nav, PageResult, error_status, filled, query_value, render_with, status_label,
-    whole_number,
+    Chrome, Nav, PageResult, error_status, filled, next_page, query_value, render_with,
+    status_label, whole_number,
 };
 use crate::domain::lifecycle::{self, Role};
 use crate::domain::{Millis, Order, OrderStatus, PaymentStatus, format_rfc3339};
@@ -181,18 +181,15 @@ async fn list_page(
                 .search_orders(console.actor(), &search)
                 .await
                 .map_err(|e| console.fail(e))?;
-            let next = (orders.len() as i64 == PAGE)
-                .then(|| orders.last())
-                .flatten()
-                .map(|o| {
-                    format!(
-                        "/console/orders?before={}.{}{}{}",
-                        o.created_at,
-                        o.id,
-                        filters.status_query(),
-                        filters.others()
-                    )
-                });
+            let next = next_page(&orders, PAGE, |o| {
+                format!(
+                    "/console/orders?before={}.{}{}{}",
+                    o.created_at,
+                    o.id,
+                    filters.status_query(),
+                    filters.others()
+                )
+            });
             let rows = orders.iter().map(|o| order_row(lang, o)).collect();
             (rows, next, error, status)
         }
@@ -575,13 +572,7 @@ async fn detail_page(
             &[("status", status_label(t, order.status))],
         ));
     }
-    let status = match error {
-        Some((status, message)) => {
-            c.error = Some(message);
-            status
-        }
-        None => StatusCode::OK,
-    };
+    let status = c.refused(error);
     let page = DetailPage {
         c,
         id: order.id,

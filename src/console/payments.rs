@@ -4,7 +4,7 @@
 
 use super::i18n::fill;
 use super::session::Console;
-use super::{Chrome, Nav, PageResult, error_status, filled, render_with};
+use super::{Chrome, Nav, PageResult, error_status, filled, next_page, render_with};
 use askama::Template;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
@@ -72,16 +72,8 @@ async fn show(
     }
     let mut c = console.chrome(Nav::LatePayments);
     c.notice = notice;
-    let status = match error {
-        Some((status, message)) => {
-            c.error = Some(message);
-            status
-        }
-        None => StatusCode::OK,
-    };
-    let next = (payments.len() as i64 == PAGE)
-        .then(|| payments.last().map(|p| p.id))
-        .flatten();
+    let status = c.refused(error);
+    let next = next_page(&payments, PAGE, |p| p.id);
     Ok(render_with(status, &Page { c, rows, next }))
 }
 

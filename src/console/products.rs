@@ -4,7 +4,9 @@
 
 use super::i18n::{Texts, fill};
 use super::session::Console;
-use super::{Chrome, Nav, PageResult, error_status, filled, render, render_with, whole_number};
+use super::{
+    Chrome, Nav, PageResult, error_status, filled, next_page, render, render_with, whole_number,
+};
 use crate::domain::{Product, format_rfc3339};
 use crate::error::Error;
 use askama::Template;
@@ -72,9 +74,7 @@ pub async fn list(console: Console, Query(query): Query<ListQuery>) -> PageResul
         .products(query.after.unwrap_or(0), PAGE)
         .await
         .map_err(|e| console.fail(e))?;
-    let next = (products.len() as i64 == PAGE)
-        .then(|| products.last().map(|p| p.id))
-        .flatten();
+    let next = next_page(&products, PAGE, |p| p.id);
     Ok(render(&ListPage {
         c: console.chrome(Nav::Products),
         rows: products.iter().map(|p| row(&console, p)).collect(),
@@ -155,9 +155,7 @@ async fn show(
         .product_ledger(console.actor(), id, before, LEDGER_PAGE)
         .await
         .map_err(|e| console.fail(e))?;
-    let next = (rows.len() as i64 == LEDGER_PAGE)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next = next_page(&rows, LEDGER_PAGE, |r| r.id);
     let mut c = console.chrome(Nav::Products);
     c.title = t.nav_products;
     if adjusted {
@@ -166,13 +164,7 @@ async fn show(
             &[("stock", &lang.number(product.stock))],
         ));
     }
-    let status = match error {
-        Some((status, message)) => {
-            c.error = Some(message);
-            status
-        }
-        None => StatusCode::OK,
-    };
+    let status = c.refused(error);
     let page = DetailPage {
         c,
         product: row(console, &product),

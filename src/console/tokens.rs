@@ -3,7 +3,7 @@
 
 use super::i18n::{Texts, fill};
 use super::session::Console;
-use super::{Chrome, Nav, PageResult, error_status, filled, render_with, whole_number};
+use super::{Chrome, Nav, PageResult, error_status, filled, next_page, render_with, whole_number};
 use crate::auth::{NewToken, TokenState};
 use crate::domain::UserRole;
 use crate::error::Error;
@@ -70,18 +70,10 @@ async fn show(
         .tokens(console.actor(), after.unwrap_or(0), PAGE)
         .await
         .map_err(|e| console.fail(e))?;
-    let next = (tokens.len() as i64 == PAGE)
-        .then(|| tokens.last().map(|t| t.id))
-        .flatten();
+    let next = next_page(&tokens, PAGE, |t| t.id);
     let mut c = console.chrome(Nav::Tokens);
     c.notice = notice;
-    let status = match error {
-        Some((status, message)) => {
-            c.error = Some(message);
-            status
-        }
-        None => StatusCode::OK,
-    };
+    let status = c.refused(error);
     let page = Page {
         c,
         rows: tokens

@@ -4,7 +4,7 @@
 use super::i18n::fill;
 use super::orders::delivery_label;
 use super::session::Console;
-use super::{Chrome, Nav, PageResult, error_status, filled, render_with};
+use super::{Chrome, Nav, PageResult, error_status, filled, next_page, render_with};
 use crate::events::endpoints::{DELIVERY_STATUSES, DeliveryFilter, NewEndpoint};
 use askama::Template;
 use axum::extract::{Path, Query};
@@ -97,27 +97,18 @@ async fn show(
         )
         .await
         .map_err(|e| console.fail(e))?;
-    let next = (deliveries.len() as i64 == PAGE)
-        .then(|| deliveries.last())
-        .flatten()
-        .map(|d| {
-            format!(
-                "/console/webhooks?before={}{}",
-                d.id,
-                status
-                    .as_deref()
-                    .map_or(String::new(), |s| format!("&status={s}"))
-            )
-        });
+    let next = next_page(&deliveries, PAGE, |d| {
+        format!(
+            "/console/webhooks?before={}{}",
+            d.id,
+            status
+                .as_deref()
+                .map_or(String::new(), |s| format!("&status={s}"))
+        )
+    });
     let mut c = console.chrome(Nav::Webhooks);
     c.notice = notice;
-    let code = match error {
-        Some((code, message)) => {
-            c.error = Some(message);
-            code
-        }
-        None => StatusCode::OK,
-    };
+    let code = c.refused(error);
     let current = status.clone().unwrap_or_default();
     let page = Page {
         c,

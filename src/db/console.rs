@@ -119,13 +119,22 @@ pub struct OrderSearch {
 
 /// Orders matching `search`. The statement holds only the clauses of the filters given, so
 /// PostgreSQL plans each combination for its own index: (created_at, id), (status,
-/// created_at, id), (user_id, id), order_items (product_id, order_id).
+/// created_at, id), (user_id, id). One product's orders are read from order_items
+/// (product_id, order_id) newest id first, however rarely the product sells; ids rise with
+/// creation, so that is newest first too, and the cursor's id alone pages them.
 pub async fn search_orders(conn: &mut Conn, search: &OrderSearch) -> Result<Vec<Order>> {
-    let mut sql = format!("SELECT {} FROM orders o WHERE TRUE", super::orders::COLUMNS);
     let mut n = 0;
     let mut next = || {
         n += 1;
         n
+    };
+    let mut sql = match search.product_id {
+        Some(_) => format!(
+            "SELECT {} FROM order_items i JOIN orders o ON o.id = i.order_id WHERE i.product_id = ${}",
+            super::orders::COLUMNS,
+            next()
+        ),
+        None => format!("SELECT {} FROM orders o WHERE TRUE", super::orders::COLUMNS),
     };
     if search.status.is_some() {
         sql.push_str(&format!(" AND o.status = ${}", next()));
@@ -133,35 +142,35 @@ pub async fn search_orders(conn: &mut Conn, search: &OrderSearch) -> Result<Vec<
     if search.user_id.is_some() {
         sql.push_str(&format!(" AND o.user_id = ${}", next()));
     }
-    if search.product_id.is_some() {
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id AND i.product_id = ${})",
-            next()
-        ));
-    }
     if search.created_from.is_some() {
         sql.push_str(&format!(" AND o.created_at >= ${}", next()));
     }
     if search.created_until.is_some() {
         sql.push_str(&format!(" AND o.created_at < ${}", next()));
     }
-    if search.before.is_some() {
-        let (a, b) = (next(), next());
-        sql.push_str(&format!(" AND (o.created_at, o.id) < (${a}, ${b})"));
+    match (search.before, search.product_id) {
+        (Some(_), Some(_)) => sql.push_str(&format!(" AND i.order_id < ${}", next())),
+        (Some(_), None) => {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(" AND (o.created_at, o.id) < (${a}, ${b})"));
+        }
+        (None, _) => {}
     }
-    sql.push_str(&format!(
-        " ORDER BY o.created_at DESC, o.id DESC LIMIT ${}",
-        next()
-    ));
+    let order = if search.product_id.is_some() {
+        "i.order_id DESC"
+    } else {
+        "o.created_at DESC, o.id DESC"
+    };
+    sql.push_str(&format!(" ORDER BY {order} LIMIT ${}", next()));
     let mut query = sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(sql));
+    if let Some(product_id) = search.product_id {
+        query = query.bind(product_id);
+    }
     if let Some(status) = search.status {
         query = query.bind(status.as_str());
     }
     if let Some(user_id) = search.user_id {
         query = query.bind(user_id);
-    }
-    if let Some(product_id) = search.product_id {
-        query = query.bind(product_id);
     }
     if let Some(from) = search.created_from {
         query = query.bind(from);
@@ -169,8 +178,10 @@ pub async fn search_orders(conn: &mut Conn, search: &OrderSearch) -> Result<Vec<
     if let Some(until) = search.created_until {
         query = query.bind(until);
     }
-    if let Some((at, id)) = search.before {
-        query = query.bind(at).bind(id);
+    match (search.before, search.product_id) {
+        (Some((_, id)), Some(_)) => query = query.bind(id),
+        (Some((at, id)), None) => query = query.bind(at).bind(id),
+        (None, _) => {}
     }
     Ok(query.bind(search.limit).fetch_all(&mut *conn).await?)
 }

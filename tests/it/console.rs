@@ -30,6 +30,26 @@ on_both_databases!(
     chinese_pages_show_no_english_label,
 );
 
+/// A sweep as the scheduler runs it (30 minutes' timeout).
+pub async fn scheduled_sweep(shop: &TestShop) {
+    shop.ordo
+        .run_sweep(
+            Actor::Scheduler,
+            SweepTrigger::Scheduler,
+            &ordo::sweep::SweepRequest {
+                timeout_minutes: 30,
+                dry_run: false,
+                batch_size: 100,
+                limit: None,
+                now: None,
+            },
+            &std::sync::atomic::AtomicBool::new(false),
+            |_, _| {},
+        )
+        .await
+        .expect("sweep");
+}
+
 /// The counters kept by the triggers, as the console reads them, against a real count.
 async fn assert_counters(shop: &TestShop) {
     let counted = shop
@@ -81,23 +101,7 @@ async fn counters_follow_every_order_change(backend: Backend) {
     assert_counters(&shop).await;
     // The sweep's set-based batch moves many orders in one statement.
     shop.ordo.clock.advance(31 * MINUTE);
-    let _ = shop
-        .ordo
-        .run_sweep(
-            Actor::Scheduler,
-            SweepTrigger::Scheduler,
-            &ordo::sweep::SweepRequest {
-                timeout_minutes: 30,
-                dry_run: false,
-                batch_size: 100,
-                limit: None,
-                now: None,
-            },
-            &std::sync::atomic::AtomicBool::new(false),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    scheduled_sweep(&shop).await;
     assert_counters(&shop).await;
     let counts = shop.ordo.order_status_counts(shop.staff()).await.unwrap();
     let of = |s: OrderStatus| counts.iter().find(|(x, _)| *x == s).unwrap().1;

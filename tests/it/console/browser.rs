@@ -9,12 +9,11 @@
 //! Without Chromium the test says `skipped: chromium missing` and passes, unless
 //! `ORDO_REQUIRE_CHROMIUM=1` (CI) makes that a failure.
 
-use super::{english_labels_in, every_page, session_cookie};
+use super::{english_labels_in, every_page, scheduled_sweep, session_cookie};
 use crate::api::TestApp;
 use crate::helpers::{Backend, MINUTE, T0};
 use fantoccini::{Client, ClientBuilder, Locator};
-use ordo::domain::{Actor, NewOrder, OrderStatus, PaymentStatus, ProviderEvent, ProviderStatus};
-use ordo::sweep::{SweepRequest, SweepTrigger};
+use ordo::domain::{NewOrder, OrderStatus, PaymentStatus, ProviderEvent, ProviderStatus};
 use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -259,29 +258,9 @@ async fn history(app: &TestApp, products: &[i64]) {
     }
     for hours_ago in [30, 20, 9, 4] {
         shop.ordo.clock.set(T0 - hours_ago * 60 * MINUTE);
-        sweep(app).await;
+        scheduled_sweep(shop).await;
     }
     shop.ordo.clock.set(T0);
-}
-
-async fn sweep(app: &TestApp) {
-    app.shop
-        .ordo
-        .run_sweep(
-            Actor::Scheduler,
-            SweepTrigger::Scheduler,
-            &SweepRequest {
-                timeout_minutes: 30,
-                dry_run: false,
-                batch_size: 100,
-                limit: None,
-                now: None,
-            },
-            &std::sync::atomic::AtomicBool::new(false),
-            |_, _| {},
-        )
-        .await
-        .expect("sweep");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
