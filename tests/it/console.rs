@@ -27,6 +27,7 @@ on_both_databases!(
     sweep_runs_only_the_previewed_set,
     sessions_open_for_staff_tokens_only_and_end,
     console_pages_over_http,
+    webhook_and_token_forms,
     chinese_pages_show_no_english_label,
 );
 
@@ -981,4 +982,106 @@ async fn chinese_pages_show_no_english_label(backend: Backend) {
         )
         .await;
     assert_eq!(headers[LOCATION], "/console/");
+}
+
+async fn webhook_and_token_forms(backend: Backend) {
+    let console = ConsoleClient::sign_in(backend).await;
+    let shop = &console.app.shop;
+    // A new endpoint: its secret is shown once, on the answer to the form.
+    let (status, _, page) = console
+        .post(
+            "/console/webhooks",
+            "url=https%3A%2F%2F8.8.8.8%2Fhook&description=shop+%3Cb%3Eintegration%3C%2Fb%3E&event_types=order.paid%2C+order.expired&ordered=1",
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("whsec_"), "{page}");
+    assert!(page.contains("&#60;b&#62;integration") && !page.contains("<b>integration"));
+    let (_, _, again) = console.get("/console/webhooks", &[]).await;
+    assert!(!again.contains("whsec_"), "the secret is shown only once");
+    let endpoints = shop.ordo.endpoints(shop.staff()).await.unwrap();
+    assert_eq!(
+        endpoints[0].event_types.as_deref(),
+        Some(&["order.expired".to_owned(), "order.paid".to_owned()][..])
+    );
+    // A bad URL is a page with the field named, not a new endpoint.
+    let (status, _, page) = console
+        .post("/console/webhooks", "url=ftp%3A%2F%2Fexample.com", &[])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("Check the field url"), "{page}");
+
+    // A delivery of the endpoint, redelivered from the list filtered by status.
+    let p = shop.product(5, 100).await;
+    let placed = shop.order(&[(p.id, 1)]).await;
+    shop.pay(&placed).await;
+    let (status, _, list) = console.get("/console/webhooks?status=pending", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let deliveries = shop
+        .ordo
+        .deliveries(
+            shop.staff(),
+            &ordo::events::endpoints::DeliveryFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 1, "only order.paid is subscribed");
+    let delivery = deliveries[0].id;
+    assert!(list.contains(&format!("/console/webhooks/deliveries/{delivery}/redeliver")));
+    let (status, headers, _) = console
+        .post(&format!("/console/webhooks/deliveries/{delivery}/redeliver"), "", &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[LOCATION],
+        format!("/console/webhooks?redelivered={delivery}")
+    );
+    let redelivered: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'webhook_delivery.redeliver'",
+    )
+    .fetch_one(shop.ordo.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(redelivered, 1);
+
+    // A token, shown once; then revoked.
+    let (status, _, page) = console
+        .post("/console/tokens", "name=packing+station&role=staff&expires_days=30", &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let token = page
+        .split("id=\"new-token\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the new token on the page")
+        .to_owned();
+    let who = shop.ordo.authenticate(&token).await.expect("the token works");
+    assert_eq!(who.user.role, UserRole::Staff);
+    let (status, headers, _) = console
+        .post(&format!("/console/tokens/{}/revoke", who.token_id), "", &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers[LOCATION],
+        format!("/console/tokens?revoked={}", who.token_id)
+    );
+    assert!(shop.ordo.authenticate(&token).await.is_err());
+    // Revoking the token this session was opened with ends the session.
+    let mine = shop
+        .ordo
+        .authenticate(&shop.staff_token)
+        .await
+        .unwrap()
+        .token_id;
+    let (_, headers, _) = console
+        .post(&format!("/console/tokens/{mine}/revoke"), "", &[])
+        .await;
+    assert_eq!(headers[LOCATION], "/console/login");
+    let (status, headers, _) = console.get("/console/tokens", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[LOCATION], "/console/login");
 }
