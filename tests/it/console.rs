@@ -1031,9 +1031,15 @@ async fn webhook_and_token_forms(backend: Backend) {
         .unwrap();
     assert_eq!(deliveries.len(), 1, "only order.paid is subscribed");
     let delivery = deliveries[0].id;
-    assert!(list.contains(&format!("/console/webhooks/deliveries/{delivery}/redeliver")));
+    assert!(list.contains(&format!(
+        "/console/webhooks/deliveries/{delivery}/redeliver"
+    )));
     let (status, headers, _) = console
-        .post(&format!("/console/webhooks/deliveries/{delivery}/redeliver"), "", &[])
+        .post(
+            &format!("/console/webhooks/deliveries/{delivery}/redeliver"),
+            "",
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -1050,7 +1056,11 @@ async fn webhook_and_token_forms(backend: Backend) {
 
     // A token, shown once; then revoked.
     let (status, _, page) = console
-        .post("/console/tokens", "name=packing+station&role=staff&expires_days=30", &[])
+        .post(
+            "/console/tokens",
+            "name=packing+station&role=staff&expires_days=30",
+            &[],
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let token = page
@@ -1059,7 +1069,11 @@ async fn webhook_and_token_forms(backend: Backend) {
         .and_then(|rest| rest.split('<').next())
         .expect("the new token on the page")
         .to_owned();
-    let who = shop.ordo.authenticate(&token).await.expect("the token works");
+    let who = shop
+        .ordo
+        .authenticate(&token)
+        .await
+        .expect("the token works");
     assert_eq!(who.user.role, UserRole::Staff);
     let (status, headers, _) = console
         .post(&format!("/console/tokens/{}/revoke", who.token_id), "", &[])
