@@ -1,10 +1,15 @@
-//! Order placement over HTTP: a separate `ordo serve` process on PostgreSQL, driven by this
-//! load process with 64 connections, (a) orders spread over 1,000 products, (b) every order
-//! for one hot product. The baseline, in the same run: the same transaction's statements
-//! driven straight at the database by pgbench at the same concurrency. Afterwards: nothing
-//! oversold (stock + units reserved = the start) and `ordo check` clean.
+//! Order placement over HTTP: a separate `ordo serve` process (release build), driven by
+//! this load process with N concurrent keep-alive connections, (a) orders spread over
+//! 1,000 products, (b) every order for one hot product (a flash sale). Each request is
+//! one customer's order, round robin over 20,000 customers, so the per-customer limits and
+//! the per-token rate limiter run at their defaults. The baseline, in the same run: the
+//! same transaction's statements driven straight at PostgreSQL by pgbench, one order per
+//! transaction, at the same concurrency. Variants: the rate limiter off; one webhook
+//! endpoint subscribed with a local receiver (its delivery lag measured). Afterwards:
+//! nothing oversold (stock + units reserved = the start) and `ordo check` clean.
 //!
-//!     cargo bench --bench orders -- [--seconds 10] [--connections 64]
+//!     cargo bench --bench orders -- [--seconds 10] [--connections 64,256]
+//!         [--backends postgres,sqlite] [--only spread|hot] [--skip-variants]
 //!
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
 //! Needs `pgbench` (Debian: postgresql-contrib or postgresql-client).
@@ -12,13 +17,13 @@
 mod common;
 
 use common::{fresh_pg_database, percentile, scalar};
-use ordo::domain::UserRole;
-use ordo::{Clock, Db, Ordo, Policy};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PRODUCTS: i64 = 1000;
 const STOCK: i64 = 10_000_000;
+const CUSTOMERS: i64 = 20_000;
 const WARMUP: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,15 +41,46 @@ impl Scenario {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Variant {
+    /// Defaults: rate limiter on, limits on, events written, no endpoint.
+    Default,
+    LimiterOff,
+    /// One endpoint subscribed to every event, a local receiver answering 200.
+    Endpoint,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Default => "defaults",
+            Variant::LimiterOff => "rate limiter off",
+            Variant::Endpoint => "1 webhook endpoint",
+        }
+    }
+}
+
 struct Args {
     seconds: u64,
-    connections: usize,
+    connections: Vec<usize>,
+    backends: Vec<Backend>,
+    scenarios: Vec<Scenario>,
+    variants: bool,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         seconds: 10,
-        connections: 64,
+        connections: vec![64, 256],
+        backends: vec![Backend::Postgres, Backend::Sqlite],
+        scenarios: vec![Scenario::Spread, Scenario::Hot],
+        variants: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,41 +91,118 @@ fn parse_args() -> Args {
             "--connections" => {
                 args.connections = it
                     .next()
-                    .and_then(|s| s.parse().ok())
-                    .expect("--connections N")
+                    .map(|s| s.split(',').map(|n| n.parse().expect("N")).collect())
+                    .expect("--connections N[,N]")
             }
+            "--backends" => {
+                args.backends = it
+                    .next()
+                    .map(|s| {
+                        s.split(',')
+                            .map(|b| match b {
+                                "postgres" => Backend::Postgres,
+                                "sqlite" => Backend::Sqlite,
+                                other => panic!("unknown backend {other}"),
+                            })
+                            .collect()
+                    })
+                    .expect("--backends postgres,sqlite")
+            }
+            "--only" => {
+                args.scenarios = match it.next().as_deref() {
+                    Some("spread") => vec![Scenario::Spread],
+                    Some("hot") => vec![Scenario::Hot],
+                    other => panic!("--only spread|hot, not {other:?}"),
+                }
+            }
+            "--skip-variants" => args.variants = false,
             _ => {}
         }
     }
     args
 }
 
-/// A fresh database with the schema, 1,000 products (opening stock in the ledger) and
-/// a customer; returns its URL and the customer's token.
-async fn prepare(name: &str) -> (String, String) {
-    let url = fresh_pg_database(name).await;
-    let db = Db::connect(&url, 2).await.expect("connect");
+/// The schema, 1,000 products (opening stock in the ledger), a staff user and 20,000
+/// customers with tokens `bench-c-<i>` (stored hashed, as ordo stores them).
+async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String {
+    let url = match backend {
+        Backend::Postgres => fresh_pg_database(name).await,
+        Backend::Sqlite => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+    };
+    let db = ordo::Db::connect(&url, 2).await.expect("connect");
     db.migrate().await.expect("migrate");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO products (sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)
-         SELECT 'LOAD-' || x, 'Load product', 100, 'EUR', {STOCK}, 0, TRUE, 0, 0 FROM generate_series(1, {PRODUCTS}) AS g(x);
-         INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
-         SELECT id, NULL, stock, 'adjust', 'bench', 'opening stock', 0 FROM products;"
+    let (series, yes) = match backend {
+        Backend::Postgres => ("generate_series(1, {n}) AS g(x)", "TRUE"),
+        Backend::Sqlite => ("g", "1"),
+    };
+    let with = |n: i64| match backend {
+        Backend::Postgres => String::new(),
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {n}) "
+        ),
+    };
+    let from = |n: i64| series.replace("{n}", &n.to_string());
+    let statements = [
+        format!(
+            "{}INSERT INTO products (sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)
+             SELECT 'LOAD-' || x, 'Load product', 100, 'EUR', {STOCK}, 0, {yes}, 0, 0 FROM {}",
+            with(PRODUCTS),
+            from(PRODUCTS)
+        ),
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         SELECT id, NULL, stock, 'adjust', 'bench', 'opening stock', 0 FROM products"
+            .to_owned(),
+        "INSERT INTO users (id, name, role, created_at) VALUES (1, 'bench staff', 'staff', 0)".to_owned(),
+        format!(
+            "{}INSERT INTO users (id, name, role, created_at) SELECT x + 1, 'customer ' || x, 'customer', 0 FROM {}",
+            with(CUSTOMERS),
+            from(CUSTOMERS)
+        ),
+    ];
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
+    let tokens: Vec<serde_json::Value> = (0..=CUSTOMERS)
+        .map(|i| {
+            serde_json::json!({"user_id": i + 1, "name": format!("bench {i}"),
+                "hash": ordo::auth::token_hash(&token(i))})
+        })
+        .collect();
+    let rows = match backend {
+        Backend::Postgres => {
+            "json_to_recordset($1::json) AS r(user_id bigint, name text, hash text)".to_owned()
+        }
+        Backend::Sqlite => "(SELECT json_extract(value, '$.user_id') AS user_id, json_extract(value, '$.name') AS name, json_extract(value, '$.hash') AS hash FROM json_each($1)) AS r".to_owned(),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api_tokens (user_id, name, token_hash, created_at) SELECT r.user_id, r.name, r.hash, 0 FROM {rows}"
     )))
+    .bind(serde_json::to_string(&tokens).unwrap())
     .execute(db.pool())
     .await
-    .expect("seed");
-    sqlx::raw_sql("VACUUM ANALYZE")
+    .expect("tokens");
+    if backend == Backend::Postgres {
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))",
+        )
         .execute(db.pool())
         .await
-        .expect("vacuum");
-    let ordo = Ordo::new(db.clone(), Policy::default(), Clock::system());
-    let (_, token) = ordo
-        .create_user_with_token("load", UserRole::Customer)
-        .await
-        .expect("token");
+        .expect("setval");
+        sqlx::raw_sql("VACUUM ANALYZE")
+            .execute(db.pool())
+            .await
+            .expect("vacuum");
+    }
     db.close().await;
-    (url, token.expose().to_owned())
+    url
+}
+
+/// Token 0 is the staff user's; 1.. are the customers'.
+fn token(i: i64) -> String {
+    format!("bench-c-{i}")
 }
 
 struct Run {
@@ -114,13 +227,7 @@ fn free_port() -> u16 {
 }
 
 /// Drives `ordo serve` with `connections` concurrent clients for the warm-up and `seconds`.
-async fn load(
-    base: &str,
-    token: &str,
-    scenario: Scenario,
-    connections: usize,
-    seconds: u64,
-) -> Run {
+async fn load(base: &str, scenario: Scenario, connections: usize, seconds: u64) -> Run {
     ordo::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -133,11 +240,11 @@ async fn load(
     for c in 0..connections {
         let client = client.clone();
         let url = format!("{base}/api/v1/orders");
-        let token = token.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
             let mut latencies = Vec::new();
             let mut errors = 0;
+            let mut k = 0i64;
             while Instant::now() < until {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
@@ -146,10 +253,12 @@ async fn load(
                     Scenario::Spread => 1 + (seed % PRODUCTS as u64) as i64,
                     Scenario::Hot => 1,
                 };
+                let customer = 1 + (c as i64 + k * connections as i64) % CUSTOMERS;
+                k += 1;
                 let sent = Instant::now();
                 let response = client
                     .post(&url)
-                    .bearer_auth(&token)
+                    .bearer_auth(token(customer))
                     .json(&serde_json::json!({"items": [{"product_id": product, "quantity": 1}]}))
                     .send()
                     .await;
@@ -189,10 +298,74 @@ async fn load(
     }
 }
 
-async fn bench_ordo(scenario: Scenario, args: &Args) -> (Run, bool, bool) {
-    let (url, token) = prepare("ordo_bench_orders").await;
+/// A webhook receiver that answers 200 and notes each event's lag (its arrival minus its
+/// `timestamp`).
+async fn receiver() -> (String, Arc<Mutex<Vec<f64>>>) {
+    let lags = Arc::new(Mutex::new(Vec::new()));
+    let seen = lags.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(at) = event["timestamp"].as_str()
+                    && let Ok(at) = ordo::domain::parse_rfc3339(at)
+                {
+                    let lag = chrono::Utc::now().timestamp_millis() - at;
+                    seen.lock().unwrap().push(lag as f64);
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{port}/hook"), lags)
+}
+
+struct Outcome {
+    run: Run,
+    conserved: bool,
+    check: bool,
+    /// p50, p99 delivery lag (ms) and whether every event arrived, with an endpoint.
+    lag: Option<(f64, f64, bool)>,
+}
+
+async fn bench_ordo(
+    backend: Backend,
+    scenario: Scenario,
+    variant: Variant,
+    connections: usize,
+    args: &Args,
+    dir: &std::path::Path,
+) -> Outcome {
+    let url = prepare(backend, "ordo_bench_orders", dir).await;
+    let mut lags = None;
+    if variant == Variant::Endpoint {
+        let (hook, seen) = receiver().await;
+        let db = ordo::Db::connect(&url, 1).await.expect("connect");
+        let policy = ordo::Policy {
+            webhook_allow_private: true,
+            ..Default::default()
+        };
+        let o = ordo::Ordo::new(db.clone(), policy, ordo::Clock::system());
+        o.create_endpoint(
+            ordo::domain::Actor::Operator,
+            &ordo::events::endpoints::NewEndpoint {
+                url: hook,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("endpoint");
+        db.close().await;
+        lags = Some(seen);
+    }
     let port = free_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_ordo"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
+    command
         .args([
             "serve",
             "--no-scheduler",
@@ -201,14 +374,15 @@ async fn bench_ordo(scenario: Scenario, args: &Args) -> (Run, bool, bool) {
         ])
         .env("ORDO_DATABASE_URL", &url)
         .env("ORDO_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start ordo serve");
+        .env("ORDO_WEBHOOK_ALLOW_PRIVATE", "true")
+        .stdout(Stdio::null());
+    if variant == Variant::LimiterOff {
+        command.env("ORDO_RATE_LIMIT_PER_SECOND", "0");
+    }
+    let mut server = command.spawn().expect("start ordo serve");
     let base = format!("http://127.0.0.1:{port}");
-    let client = {
-        ordo::install_tls_provider();
-        reqwest::Client::new()
-    };
+    ordo::install_tls_provider();
+    let client = reqwest::Client::new();
     for _ in 0..100 {
         if let Ok(r) = client.get(format!("{base}/readyz")).send().await
             && r.status().is_success()
@@ -217,7 +391,25 @@ async fn bench_ordo(scenario: Scenario, args: &Args) -> (Run, bool, bool) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let run = load(&base, &token, scenario, args.connections, args.seconds).await;
+    let run = load(&base, scenario, connections, args.seconds).await;
+    let lag = match &lags {
+        None => None,
+        Some(seen) => {
+            // Let the dispatcher finish, then see that every event arrived.
+            let events = scalar(&url, "SELECT COUNT(*) FROM events").await;
+            let until = Instant::now() + Duration::from_secs(60);
+            while (seen.lock().unwrap().len() as i64) < events && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut lags = seen.lock().unwrap().clone();
+            lags.sort_by(f64::total_cmp);
+            Some((
+                percentile(&lags, 50.0),
+                percentile(&lags, 99.0),
+                lags.len() as i64 >= events,
+            ))
+        }
+    };
     // SAFETY: sending SIGTERM to our own child.
     unsafe {
         libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
@@ -231,31 +423,40 @@ async fn bench_ordo(scenario: Scenario, args: &Args) -> (Run, bool, bool) {
         "SELECT CAST((SELECT SUM(stock) FROM products) + (SELECT COALESCE(SUM(quantity), 0) FROM order_items) AS BIGINT)",
     )
     .await;
-    let conserved = held == PRODUCTS * STOCK;
     let check = Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(["--database-url", &url, "check"])
         .env("ORDO_LOG", "warn")
         .output()
         .expect("ordo check");
-    (run, conserved, check.status.success())
+    Outcome {
+        run,
+        conserved: held == PRODUCTS * STOCK,
+        check: check.status.success(),
+        lag,
+    }
 }
 
 const PGBENCH_SCRIPT: &str = r#"
 \set pid random(1, :products)
 BEGIN;
 UPDATE products SET stock = stock - 1, updated_at = 1 WHERE id = :pid AND active AND stock >= 1 RETURNING price_cents, currency;
-INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at) VALUES (md5(random()::text || clock_timestamp()::text), 1, 'pending', 100, 'EUR', NULL, 1, 1) RETURNING id AS order_id \gset
+INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at) VALUES (md5(random()::text || clock_timestamp()::text), 2, 'pending', 100, 'EUR', NULL, 1, 1) RETURNING id AS order_id \gset
 INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (:order_id, :pid, 1, 100);
-INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at) VALUES (:pid, :order_id, -1, 'reserve', 'user:1', NULL, 1);
-INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at) VALUES (:order_id, NULL, 'pending', 'user:1', NULL, 1);
+INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at) VALUES (:pid, :order_id, -1, 'reserve', 'user:2', NULL, 1);
+INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at) VALUES (:order_id, NULL, 'pending', 'user:2', NULL, 1);
 INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required, created_at, updated_at) VALUES (:order_id, 100, 'card', 'pending', 2, FALSE, 1, 1);
 COMMIT;
 "#;
 
-async fn bench_pgbench(scenario: Scenario, args: &Args) -> Run {
-    let (url, _) = prepare("ordo_bench_pgbench").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let script = dir.path().join("place_order.sql");
+async fn bench_pgbench(
+    scenario: Scenario,
+    connections: usize,
+    args: &Args,
+    dir: &std::path::Path,
+) -> Run {
+    let url = prepare(Backend::Postgres, "ordo_bench_pgbench", dir).await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let script = work.path().join("place_order.sql");
     std::fs::write(&script, PGBENCH_SCRIPT).expect("script");
     let products = match scenario {
         Scenario::Spread => PRODUCTS,
@@ -263,13 +464,13 @@ async fn bench_pgbench(scenario: Scenario, args: &Args) -> Run {
     };
     let total = WARMUP.as_secs() + args.seconds;
     let out = Command::new("pgbench")
-        .current_dir(dir.path())
+        .current_dir(work.path())
         .args([
             "-n",
             "-M",
             "prepared",
             "-c",
-            &args.connections.to_string(),
+            &connections.to_string(),
             "-j",
             "2",
             "-T",
@@ -290,7 +491,7 @@ async fn bench_pgbench(scenario: Scenario, args: &Args) -> Run {
     );
     // Per-transaction logs: client, transaction, latency (us), script, epoch s, us.
     let mut samples: Vec<(f64, f64)> = Vec::new();
-    for entry in std::fs::read_dir(dir.path()).expect("logs").flatten() {
+    for entry in std::fs::read_dir(work.path()).expect("logs").flatten() {
         if !entry
             .file_name()
             .to_string_lossy()
@@ -332,45 +533,77 @@ async fn bench_pgbench(scenario: Scenario, args: &Args) -> Run {
 fn main() {
     let args = parse_args();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut rows = Vec::new();
-    for scenario in [Scenario::Spread, Scenario::Hot] {
-        eprintln!("{}: ordo over HTTP...", scenario.name());
-        let (ordo, conserved, check) = rt.block_on(bench_ordo(scenario, &args));
-        eprintln!("{}: pgbench...", scenario.name());
-        let baseline = rt.block_on(bench_pgbench(scenario, &args));
-        eprintln!(
-            "{}: ordo {:.0}/s p99 {:.1} ms; pgbench {:.0}/s p99 {:.1} ms",
-            scenario.name(),
-            ordo.rate(),
-            ordo.p99_ms,
-            baseline.rate(),
-            baseline.p99_ms
-        );
-        rows.push((scenario, ordo, baseline, conserved, check));
-    }
+    let dir = tempfile::tempdir().expect("temp dir");
     println!(
-        "| scenario | ordo orders/s | ordo p50 (ms) | ordo p99 (ms) | errors | pgbench orders/s | pgbench p50 (ms) | pgbench p99 (ms) | ordo / pgbench | stock conserved | ordo check |"
+        "| database | connections | scenario | variant | ordo orders/s | p50 (ms) | p99 (ms) | errors | pgbench orders/s | pgbench p99 (ms) | ordo / pgbench | delivery lag p50 / p99 (ms) | stock conserved | ordo check |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |");
-    for (scenario, o, b, conserved, check) in &rows {
-        println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {} | {} |",
-            scenario.name(),
-            o.rate(),
-            o.p50_ms,
-            o.p99_ms,
-            o.errors,
-            b.rate(),
-            b.p50_ms,
-            b.p99_ms,
-            o.rate() / b.rate(),
-            if *conserved { "yes" } else { "NO" },
-            if *check { "clean" } else { "FINDINGS" },
-        );
+    println!(
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+    );
+    for &backend in &args.backends {
+        let connections: Vec<usize> = match backend {
+            Backend::Postgres => args.connections.clone(),
+            Backend::Sqlite => vec![args.connections[0]],
+        };
+        for &connections in &connections {
+            for &scenario in &args.scenarios {
+                let baseline = (backend == Backend::Postgres).then(|| {
+                    eprintln!("{backend:?} {connections} {}: pgbench...", scenario.name());
+                    rt.block_on(bench_pgbench(scenario, connections, &args, dir.path()))
+                });
+                let mut variants = vec![Variant::Default];
+                if args.variants
+                    && backend == Backend::Postgres
+                    && scenario == Scenario::Spread
+                    && connections == args.connections[0]
+                {
+                    variants.extend([Variant::LimiterOff, Variant::Endpoint]);
+                }
+                for variant in variants {
+                    eprintln!(
+                        "{backend:?} {connections} {} {}: ordo...",
+                        scenario.name(),
+                        variant.name()
+                    );
+                    let o = rt.block_on(bench_ordo(
+                        backend,
+                        scenario,
+                        variant,
+                        connections,
+                        &args,
+                        dir.path(),
+                    ));
+                    let (pg_rate, pg_p99, ratio) = match &baseline {
+                        Some(b) => (
+                            format!("{:.0}", b.rate()),
+                            format!("{:.1}", b.p99_ms),
+                            format!("{:.2}", o.run.rate() / b.rate()),
+                        ),
+                        None => ("-".into(), "-".into(), "-".into()),
+                    };
+                    let lag = o.lag.map_or("-".to_owned(), |(p50, p99, all)| {
+                        format!(
+                            "{p50:.0} / {p99:.0}{}",
+                            if all { "" } else { " (NOT ALL DELIVERED)" }
+                        )
+                    });
+                    println!(
+                        "| {backend:?} | {connections} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {pg_rate} | {pg_p99} | {ratio} | {lag} | {} | {} |",
+                        scenario.name(),
+                        variant.name(),
+                        o.run.rate(),
+                        o.run.p50_ms,
+                        o.run.p99_ms,
+                        o.run.errors,
+                        if o.conserved { "yes" } else { "NO" },
+                        if o.check { "clean" } else { "FINDINGS" },
+                    );
+                }
+            }
+        }
     }
     println!(
-        "\n{} connections, {} s measured after {} s warm-up; PostgreSQL; one item per order",
-        args.connections,
+        "\n{} s measured after {} s warm-up; one item per order; {CUSTOMERS} customers round robin",
         args.seconds,
         WARMUP.as_secs()
     );

@@ -74,7 +74,7 @@ fn parse_args() -> Args {
 /// Seeds `n` overdue pending orders exactly as ordo would have written them: products with
 /// an opening-stock ledger row, one item per order, its reserve row, its history row and
 /// its expired payment.
-fn seed_sql(backend: Backend, n: i64, base: i64) -> Vec<String> {
+fn seed_sql(backend: Backend, n: i64, base: i64, vacuumed: bool) -> Vec<String> {
     let stock = 2 * n / PRODUCTS + 10;
     let series = |body: &str| match backend {
         Backend::Postgres => format!("{body} FROM generate_series(1, {n}) AS g(x)"),
@@ -100,8 +100,8 @@ fn seed_sql(backend: Backend, n: i64, base: i64) -> Vec<String> {
          SELECT id, NULL, stock, 'adjust', 'user:1', 'opening stock', 0 FROM products"
             .to_owned(),
         series(&format!(
-            "INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at)
-             SELECT x, 'ORD-BENCH-' || x, 1, 'pending', 100, 'EUR', {base} + x, {base} + x"
+            "INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at, event_seq)
+             SELECT x, 'ORD-BENCH-' || x, 1, 'pending', 100, 'EUR', {base} + x, {base} + x, 1"
         )),
         series(&format!(
             "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
@@ -116,6 +116,10 @@ fn seed_sql(backend: Backend, n: i64, base: i64) -> Vec<String> {
              SELECT x, NULL, 'pending', 'user:1', NULL, {base} + x"
         )),
         series(&format!(
+            "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+             SELECT 'evt_bench' || x, 'order.created', x, NULL, 1, '{{}}', {base} + x"
+        )),
+        series(&format!(
             "INSERT INTO payments (id, order_id, amount_cents, method, status, expires_at, provider_ref, refund_required, created_at, updated_at)
              SELECT x, x, 100, 'card', 'pending', {base} + x + 1800000, NULL, {}, {base} + x, {base} + x",
             if backend == Backend::Postgres { "FALSE" } else { "0" }
@@ -124,13 +128,15 @@ fn seed_sql(backend: Backend, n: i64, base: i64) -> Vec<String> {
             .to_owned(),
     ];
     if backend == Backend::Postgres {
-        for table in ["users", "products", "orders", "payments"] {
+        for table in ["users", "products", "orders", "payments", "events"] {
             sql.push(format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
             ));
         }
-        sql.push("VACUUM ANALYZE".to_owned());
-    } else {
+        if vacuumed {
+            sql.push("VACUUM ANALYZE".to_owned());
+        }
+    } else if vacuumed {
         sql.push("ANALYZE".to_owned());
     }
     sql
@@ -138,19 +144,59 @@ fn seed_sql(backend: Backend, n: i64, base: i64) -> Vec<String> {
 
 /// The limit: the sweep's whole work as one set-based statement (PostgreSQL), or the
 /// fewest set-based statements in one transaction (SQLite has no data-modifying CTEs).
-fn baseline_sql(backend: Backend, cutoff: i64, now: i64) -> Vec<String> {
+/// With `events`, it also writes each order's `order.expired` event, its data (the order
+/// with its items and payments, the units released) built in SQL.
+fn baseline_sql(backend: Backend, cutoff: i64, now: i64, events: bool) -> Vec<String> {
     let due = format!(
         "SELECT o.id FROM orders o WHERE o.status = 'pending' AND o.created_at <= {cutoff}
            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id
              AND (p.status = 'succeeded' OR (p.status = 'pending' AND p.expires_at > {now})))"
     );
     match backend {
-        Backend::Postgres => vec![format!(
-            "WITH due AS ({due}),
+        Backend::Postgres => {
+            let ts = |col: &str| {
+                format!(
+                    "to_char(to_timestamp({col} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+                )
+            };
+            let events_cte = if events {
+                format!(
+                    ", ev AS (
+               INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+               SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), 'order.expired', c.id, NULL, c.event_seq,
+                 json_build_object(
+                   'order', json_build_object('id', c.id, 'number', c.number, 'user_id', c.user_id,
+                     'status', c.status, 'total_cents', c.total_cents, 'currency', c.currency, 'note', c.note,
+                     'created_at', {created}, 'updated_at', {updated}, 'paid_at', NULL, 'completed_at', NULL,
+                     'cancelled_at', {updated}, 'cancel_reason', c.cancel_reason, 'carrier', c.carrier,
+                     'tracking_number', c.tracking_number,
+                     'items', (SELECT json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity,
+                                'unit_price_cents', i.unit_price_cents)) FROM order_items i WHERE i.order_id = c.id),
+                     'payments', (SELECT json_agg(json_build_object('id', p.id, 'order_id', p.order_id,
+                                'amount_cents', p.amount_cents, 'method', p.method, 'status', 'expired',
+                                'expires_at', {expires}, 'provider_ref', p.provider_ref,
+                                'refund_required', p.refund_required, 'refund_ref', p.refund_ref,
+                                'created_at', {pcreated}, 'updated_at', {updated}))
+                                FROM payments p WHERE p.order_id = c.id)),
+                   'seq', c.event_seq, 'previous_status', 'pending',
+                   'units_released', (SELECT json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity))
+                                      FROM order_items i WHERE i.order_id = c.id))::text,
+                 {now}
+               FROM cancelled c)",
+                    created = ts("c.created_at"),
+                    updated = ts("c.updated_at"),
+                    expires = ts("p.expires_at"),
+                    pcreated = ts("p.created_at"),
+                )
+            } else {
+                String::new()
+            };
+            vec![format!(
+                "WITH due AS ({due}),
              cancelled AS (
                UPDATE orders o SET status = 'cancelled', updated_at = {now}, cancelled_at = {now},
-                      cancel_reason = 'payment timeout'
-               FROM due WHERE o.id = due.id RETURNING o.id),
+                      cancel_reason = 'payment timeout', event_seq = o.event_seq + 1
+               FROM due WHERE o.id = due.id RETURNING o.*),
              history AS (
                INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
                SELECT id, 'pending', 'cancelled', 'system:expiry', 'payment timeout', {now} FROM cancelled),
@@ -161,39 +207,78 @@ fn baseline_sql(backend: Backend, cutoff: i64, now: i64) -> Vec<String> {
                SELECT product_id, order_id, quantity, 'release', 'system:expiry', 'payment timeout', {now} FROM items),
              closed AS (
                UPDATE payments p SET status = 'expired', updated_at = {now}
-               FROM cancelled c WHERE p.order_id = c.id AND p.status = 'pending')
+               FROM cancelled c WHERE p.order_id = c.id AND p.status = 'pending'){events_cte}
              UPDATE products pr SET stock = pr.stock + s.units, updated_at = {now}
              FROM (SELECT product_id, SUM(quantity) AS units FROM items GROUP BY product_id) s
              WHERE pr.id = s.product_id"
-        )],
-        Backend::Sqlite => vec![
-            "BEGIN IMMEDIATE".to_owned(),
-            format!("CREATE TEMP TABLE due AS {due}"),
-            format!(
-                "UPDATE orders SET status = 'cancelled', updated_at = {now}, cancelled_at = {now},
-                   cancel_reason = 'payment timeout' WHERE id IN (SELECT id FROM due)"
-            ),
-            format!(
-                "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+            )]
+        }
+        Backend::Sqlite => {
+            let ts = |col: &str| {
+                format!(
+                    "(strftime('%Y-%m-%dT%H:%M:%S', {col} / 1000, 'unixepoch') || '.' || printf('%03d', {col} % 1000) || 'Z')"
+                )
+            };
+            let mut statements = vec![
+                "BEGIN IMMEDIATE".to_owned(),
+                format!("CREATE TEMP TABLE due AS {due}"),
+                format!(
+                    "UPDATE orders SET status = 'cancelled', updated_at = {now}, cancelled_at = {now},
+                   cancel_reason = 'payment timeout', event_seq = event_seq + 1 WHERE id IN (SELECT id FROM due)"
+                ),
+                format!(
+                    "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
                  SELECT id, 'pending', 'cancelled', 'system:expiry', 'payment timeout', {now} FROM due"
-            ),
-            format!(
-                "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+                ),
+                format!(
+                    "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
                  SELECT i.product_id, i.order_id, i.quantity, 'release', 'system:expiry', 'payment timeout', {now}
                  FROM order_items i JOIN due ON due.id = i.order_id"
-            ),
-            format!(
-                "UPDATE products SET stock = products.stock + s.units, updated_at = {now}
+                ),
+                format!(
+                    "UPDATE products SET stock = products.stock + s.units, updated_at = {now}
                  FROM (SELECT i.product_id, SUM(i.quantity) AS units FROM order_items i
                        JOIN due ON due.id = i.order_id GROUP BY i.product_id) s
                  WHERE products.id = s.product_id"
-            ),
-            format!(
-                "UPDATE payments SET status = 'expired', updated_at = {now}
+                ),
+                format!(
+                    "UPDATE payments SET status = 'expired', updated_at = {now}
                  WHERE status = 'pending' AND order_id IN (SELECT id FROM due)"
-            ),
-            "COMMIT".to_owned(),
-        ],
+                ),
+            ];
+            if events {
+                statements.push(format!(
+                    "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+                 SELECT 'evt_' || lower(hex(randomblob(16))), 'order.expired', o.id, NULL, o.event_seq,
+                   json_object(
+                     'order', json_object('id', o.id, 'number', o.number, 'user_id', o.user_id,
+                       'status', o.status, 'total_cents', o.total_cents, 'currency', o.currency, 'note', o.note,
+                       'created_at', {created}, 'updated_at', {updated}, 'paid_at', NULL, 'completed_at', NULL,
+                       'cancelled_at', {updated}, 'cancel_reason', o.cancel_reason, 'carrier', o.carrier,
+                       'tracking_number', o.tracking_number,
+                       'items', (SELECT json_group_array(json_object('product_id', i.product_id, 'quantity', i.quantity,
+                                  'unit_price_cents', i.unit_price_cents)) FROM order_items i WHERE i.order_id = o.id),
+                       'payments', (SELECT json_group_array(json_object('id', p.id, 'order_id', p.order_id,
+                                  'amount_cents', p.amount_cents, 'method', p.method, 'status', p.status,
+                                  'expires_at', {expires}, 'provider_ref', p.provider_ref,
+                                  'refund_required', json(CASE WHEN p.refund_required THEN 'true' ELSE 'false' END),
+                                  'refund_ref', p.refund_ref, 'created_at', {pcreated}, 'updated_at', {pupdated}))
+                                  FROM payments p WHERE p.order_id = o.id)),
+                     'seq', o.event_seq, 'previous_status', 'pending',
+                     'units_released', (SELECT json_group_array(json_object('product_id', i.product_id, 'quantity', i.quantity))
+                                        FROM order_items i WHERE i.order_id = o.id)),
+                   {now}
+                 FROM orders o JOIN due ON due.id = o.id",
+                    created = ts("o.created_at"),
+                    updated = ts("o.updated_at"),
+                    expires = ts("p.expires_at"),
+                    pcreated = ts("p.created_at"),
+                    pupdated = ts("p.updated_at"),
+                ));
+            }
+            statements.push("COMMIT".to_owned());
+            statements
+        }
     }
 }
 
@@ -304,24 +389,107 @@ fn run_measured(program: &str, args: &[&str]) -> (Duration, i64, String, i32) {
 struct Row {
     backend: Backend,
     n: i64,
+    vacuumed: bool,
     seed_s: f64,
-    baseline_s: f64,
+    limit_s: f64,
+    limit_events_s: Option<f64>,
     sweep_s: f64,
+    sweep_no_events_s: Option<f64>,
     sweep_wall_s: f64,
     rss_mib: f64,
 }
 
-async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::Path) -> Row {
+/// Where the copies live: the swept database and its copies for the other runs.
+fn url_of(backend: Backend, admin: &str, dir: &std::path::Path, name: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+        Backend::Postgres => pg_url(admin, name),
+    }
+}
+
+async fn copy_database(backend: Backend, admin: &str, dir: &std::path::Path, from: &str, to: &str) {
+    match backend {
+        Backend::Sqlite => {
+            let db = Db::connect(&url_of(backend, admin, dir, from), 1)
+                .await
+                .expect("connect");
+            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(db.pool())
+                .await
+                .expect("checkpoint");
+            db.close().await;
+            std::fs::copy(dir.join(format!("{from}.db")), dir.join(format!("{to}.db")))
+                .expect("copy");
+        }
+        Backend::Postgres => {
+            let admin_db = Db::connect(admin, 1).await.expect("connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE {to} TEMPLATE {from}"
+            )))
+            .execute(admin_db.pool())
+            .await
+            .expect("copy database");
+            admin_db.close().await;
+        }
+    }
+}
+
+/// Runs the real binary's sweep on `url`; its duration (summary's) and wall time and
+/// peak RSS.
+fn sweep(url: &str, batch_size: u32, n: i64, events: bool) -> (f64, f64, f64) {
+    // SAFETY: set before the child is spawned; this benchmark runs one sweep at a time.
+    unsafe {
+        std::env::set_var("ORDO_EVENTS", if events { "true" } else { "false" });
+    }
+    let batch = batch_size.to_string();
+    let (wall, rss_kib, stdout, code) = run_measured(
+        env!("CARGO_BIN_EXE_ordo"),
+        &[
+            "--database-url",
+            url,
+            "cancel-unpaid-orders",
+            "--json",
+            "--batch-size",
+            &batch,
+        ],
+    );
+    assert_eq!(code, 0, "sweep failed: {stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("json summary");
+    assert_eq!(summary["cancelled"].as_i64(), Some(n), "{summary}");
+    (
+        summary["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        wall.as_secs_f64(),
+        rss_kib as f64 / 1024.0,
+    )
+}
+
+async fn bench_one(
+    backend: Backend,
+    n: i64,
+    batch_size: u32,
+    vacuumed: bool,
+    variants: bool,
+    dir: &std::path::Path,
+) -> Row {
     let admin = std::env::var("ORDO_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let (swept_url, limit_url) = match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}", dir.join(format!("sweep-{n}.db")).display()),
-            format!("sqlite://{}", dir.join(format!("limit-{n}.db")).display()),
-        ),
+    let names = [
+        "ordo_bench_sweep",
+        "ordo_bench_limit",
+        "ordo_bench_limit_events",
+        "ordo_bench_sweep_no_events",
+    ];
+    match backend {
+        Backend::Sqlite => {
+            for name in names {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{name}.db{suffix}")));
+                }
+            }
+        }
         Backend::Postgres => {
             let admin_db = Db::connect(&admin, 1).await.expect("connect to PostgreSQL");
-            for name in ["ordo_bench_sweep", "ordo_bench_limit"] {
+            for name in names {
                 sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
@@ -334,12 +502,9 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
                 .await
                 .expect("create");
             admin_db.close().await;
-            (
-                pg_url(&admin, "ordo_bench_sweep"),
-                pg_url(&admin, "ordo_bench_limit"),
-            )
         }
-    };
+    }
+    let swept_url = url_of(backend, &admin, dir, names[0]);
     let db = Db::connect(&swept_url, 1).await.expect("connect");
     db.migrate().await.expect("migrate");
     db.close().await;
@@ -347,57 +512,41 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
     let now = chrono::Utc::now().timestamp_millis();
     let base = now - 24 * 3_600_000;
     let started = Instant::now();
-    execute_all(&swept_url, &seed_sql(backend, n, base)).await;
+    execute_all(&swept_url, &seed_sql(backend, n, base, vacuumed)).await;
     let seed_s = started.elapsed().as_secs_f64();
     if std::env::var("ORDO_BENCH_SEED_ONLY").is_ok() {
         eprintln!("seeded {swept_url}");
         std::process::exit(0);
     }
-
-    // An identical copy for the limit.
-    match backend {
-        Backend::Sqlite => {
-            let db = Db::connect(&swept_url, 1).await.expect("connect");
-            sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(db.pool())
-                .await
-                .expect("checkpoint");
-            db.close().await;
-            std::fs::copy(
-                dir.join(format!("sweep-{n}.db")),
-                dir.join(format!("limit-{n}.db")),
-            )
-            .expect("copy");
-        }
-        Backend::Postgres => {
-            let admin_db = Db::connect(&admin, 1).await.expect("connect");
-            sqlx::raw_sql("CREATE DATABASE ordo_bench_limit TEMPLATE ordo_bench_sweep")
-                .execute(admin_db.pool())
-                .await
-                .expect("copy database");
-            admin_db.close().await;
-        }
+    // Identical copies of the very same state for the other runs.
+    let copies: &[&str] = if variants { &names[1..] } else { &names[1..2] };
+    for name in copies {
+        copy_database(backend, &admin, dir, names[0], name).await;
     }
 
     let cutoff = now - 30 * 60_000;
-    let baseline = execute_all(&limit_url, &baseline_sql(backend, cutoff, now)).await;
-
-    let batch = batch_size.to_string();
-    let (wall, rss_kib, stdout, code) = run_measured(
-        env!("CARGO_BIN_EXE_ordo"),
-        &[
-            "--database-url",
-            &swept_url,
-            "cancel-unpaid-orders",
-            "--json",
-            "--batch-size",
-            &batch,
-        ],
-    );
-    assert_eq!(code, 0, "sweep failed: {stdout}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("json summary");
-    assert_eq!(summary["cancelled"].as_i64(), Some(n), "{summary}");
-    let sweep_s = summary["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    let limit_url = url_of(backend, &admin, dir, names[1]);
+    let limit = execute_all(&limit_url, &baseline_sql(backend, cutoff, now, false)).await;
+    let limit_events = if variants {
+        let url = url_of(backend, &admin, dir, names[2]);
+        Some(
+            execute_all(&url, &baseline_sql(backend, cutoff, now, true))
+                .await
+                .as_secs_f64(),
+        )
+    } else {
+        None
+    };
+    let sweep_no_events = variants.then(|| {
+        sweep(
+            &url_of(backend, &admin, dir, names[3]),
+            batch_size,
+            n,
+            false,
+        )
+        .0
+    });
+    let (sweep_s, wall, rss) = sweep(&swept_url, batch_size, n, true);
 
     // Same outcome as the limit, and the invariants hold.
     let probe = "SELECT CAST(SUM(stock) AS BIGINT) + (SELECT COUNT(*) FROM orders WHERE status = 'cancelled')
@@ -407,6 +556,8 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
         scalar(&swept_url, probe).await,
         scalar(&limit_url, probe).await
     );
+    let events = "SELECT COUNT(*) FROM events WHERE type = 'order.expired'";
+    assert_eq!(scalar(&swept_url, events).await, n);
     let check = Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(["--database-url", &swept_url, "check"])
         .env("ORDO_LOG", "warn")
@@ -419,20 +570,23 @@ async fn bench_one(backend: Backend, n: i64, batch_size: u32, dir: &std::path::P
     );
 
     if backend == Backend::Sqlite && std::env::var("ORDO_BENCH_KEEP").is_err() {
-        for name in [format!("sweep-{n}.db"), format!("limit-{n}.db")] {
+        for name in names {
             for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
+                let _ = std::fs::remove_file(dir.join(format!("{name}.db{suffix}")));
             }
         }
     }
     Row {
         backend,
         n,
+        vacuumed,
         seed_s,
-        baseline_s: baseline.as_secs_f64(),
+        limit_s: limit.as_secs_f64(),
+        limit_events_s: limit_events,
         sweep_s,
-        sweep_wall_s: wall.as_secs_f64(),
-        rss_mib: rss_kib as f64 / 1024.0,
+        sweep_no_events_s: sweep_no_events,
+        sweep_wall_s: wall,
+        rss_mib: rss,
     }
 }
 
@@ -447,41 +601,70 @@ fn main() {
     let mut rows = Vec::new();
     for &backend in &args.backends {
         for &n in &args.sizes {
-            eprintln!("{backend:?}: seeding {n} overdue orders...");
-            let row = rt.block_on(bench_one(backend, n, args.batch_size, &dir));
-            eprintln!(
-                "{backend:?} {n}: sweep {:.2} s, limit {:.2} s, peak RSS {:.1} MiB",
-                row.sweep_s, row.baseline_s, row.rss_mib
-            );
-            rows.push(row);
+            // The full comparison at the smaller sizes; at the largest, the sweep and the
+            // limit alone (memory stays flat).
+            let variants = n <= 100_000;
+            for vacuumed in [true, false] {
+                if !vacuumed && (backend == Backend::Sqlite || !variants) {
+                    continue;
+                }
+                eprintln!("{backend:?}: seeding {n} overdue orders (vacuumed: {vacuumed})...");
+                let row = rt.block_on(bench_one(
+                    backend,
+                    n,
+                    args.batch_size,
+                    vacuumed,
+                    variants,
+                    &dir,
+                ));
+                eprintln!(
+                    "{backend:?} {n}: sweep {:.2} s, limit {:.2} s, peak RSS {:.1} MiB",
+                    row.sweep_s, row.limit_s, row.rss_mib
+                );
+                rows.push(row);
+            }
         }
     }
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_owned(), f);
     println!(
-        "| database | overdue orders | sweep (s) | sweep orders/s | limit: one set-based statement (s) | limit orders/s | sweep / limit rate | wall incl. start-up (s) | peak RSS (MiB) | seeding (s) |"
+        "| database | overdue orders | state | sweep (s) | sweep orders/s | limit (s) | sweep / limit | limit with events (s) | sweep / limit with events | sweep without events (s) | with / without events | wall incl. start-up (s) | peak RSS (MiB) |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for r in &rows {
         let rate = r.n as f64 / r.sweep_s;
-        let limit_rate = r.n as f64 / r.baseline_s;
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2} | {:.1} |",
             match r.backend {
                 Backend::Sqlite => "SQLite",
                 Backend::Postgres => "PostgreSQL",
             },
             r.n,
+            if r.vacuumed {
+                "after VACUUM ANALYZE"
+            } else {
+                "just written"
+            },
             r.sweep_s,
             rate,
-            r.baseline_s,
-            limit_rate,
-            rate / limit_rate,
+            r.limit_s,
+            r.limit_s / r.sweep_s,
+            opt(r.limit_events_s, &|s| format!("{s:.2}")),
+            opt(r.limit_events_s, &|s| format!("{:.2}", s / r.sweep_s)),
+            opt(r.sweep_no_events_s, &|s| format!("{s:.2}")),
+            opt(r.sweep_no_events_s, &|s| format!("{:.2}", s / r.sweep_s)),
             r.sweep_wall_s,
             r.rss_mib,
-            r.seed_s
         );
     }
     println!(
-        "\nbatch size {}; {} products, one item per order",
-        args.batch_size, PRODUCTS
+        "\nbatch size {}; {} products, one item per order; seeding {}",
+        args.batch_size,
+        PRODUCTS,
+        rows.iter()
+            .map(|r| format!("{:.1} s", r.seed_s))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }

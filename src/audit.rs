@@ -63,10 +63,24 @@ pub(crate) async fn record(
     detail: serde_json::Value,
     now: Millis,
 ) -> Result<()> {
+    let request_id = crate::context::request_id();
+    record_for(conn, actor, action, object, detail, request_id, now).await
+}
+
+/// [`record`], for work done away from its request's task (a combined placement), which
+/// carries the request id along.
+pub(crate) async fn record_for(
+    conn: &mut Conn,
+    actor: Actor,
+    action: &str,
+    object: Object<'_>,
+    detail: serde_json::Value,
+    request_id: Option<String>,
+    now: Millis,
+) -> Result<()> {
     if !actor.is_staff() {
         return Ok(());
     }
-    let request_id = crate::context::request_id();
     db::audit::insert(
         conn,
         &db::audit::NewAuditRow {

@@ -14,6 +14,86 @@ use std::fmt;
 
 /// `last_used_at` is written at most this often per token.
 const TOUCH_EVERY_MS: Millis = 60_000;
+/// Uses are written in one statement per this interval, not one per request.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The token lookups of concurrent requests, read together: one query per batch instead
+/// of one per request. Each request's lookup is read by a query that starts after the
+/// request arrived, so nothing is cached and a revoked token is refused at once.
+#[derive(Debug, Default)]
+pub(crate) struct TokenLookups {
+    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Lookup>>,
+}
+
+type Lookup = (
+    String,
+    tokio::sync::oneshot::Sender<Result<Option<db::users::TokenRow>>>,
+);
+
+/// Most lookups read by one query.
+const MAX_LOOKUPS: usize = 256;
+
+impl TokenLookups {
+    async fn look_up(&self, db: &db::Db, hash: String) -> Result<Option<db::users::TokenRow>> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(run_lookups(db.clone(), rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || Error::Unavailable("token lookups have stopped".to_owned());
+        queue.send((hash, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Reads what is queued, up to [`MAX_LOOKUPS`] at a time, and answers each; ends when
+/// every sender is gone.
+async fn run_lookups(db: db::Db, mut queue: tokio::sync::mpsc::UnboundedReceiver<Lookup>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_LOOKUPS {
+            match queue.try_recv() {
+                Ok(lookup) => batch.push(lookup),
+                Err(_) => break,
+            }
+        }
+        let hashes: Vec<&str> = batch.iter().map(|(h, _)| h.as_str()).collect();
+        let found = async {
+            let mut conn = db.pool().acquire().await?;
+            db::users::by_token_hashes(
+                &mut conn,
+                db.dialect(),
+                &serde_json::to_string(&hashes).unwrap_or_default(),
+            )
+            .await
+        }
+        .await;
+        match found {
+            Ok(rows) => {
+                let rows: std::collections::HashMap<String, db::users::TokenRow> =
+                    rows.into_iter().collect();
+                for (hash, reply) in batch {
+                    // The same token may come twice in a batch: each gets its row.
+                    let _ = reply.send(Ok(rows.get(&hash).cloned()));
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(Error::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Token uses seen by this process and not yet written: token id → when.
+#[derive(Debug, Default)]
+pub(crate) struct TokenUses {
+    pending: std::sync::Mutex<std::collections::HashMap<i64, Millis>>,
+    flusher: std::sync::OnceLock<()>,
+}
 
 /// A bearer token in clear. Redacted in `Debug` so it never lands in a log.
 #[derive(Clone, PartialEq, Eq)]
@@ -220,11 +300,12 @@ impl Ordo {
         if token.is_empty() || token.len() > 200 {
             return Err(unknown());
         }
-        let now = self.clock.now();
-        let mut conn = self.db.pool().acquire().await?;
-        let row = db::users::by_token_hash(&mut conn, &token_hash(token))
+        let row = self
+            .token_lookups
+            .look_up(&self.db, token_hash(token))
             .await?
             .ok_or_else(unknown)?;
+        let now = self.clock.now();
         if let Some(at) = row.revoked_at {
             return Err(Error::Unauthorized {
                 reason: format!(
@@ -241,15 +322,41 @@ impl Ordo {
                 ),
             });
         }
-        if row.last_used_at.is_none_or(|at| at <= now - TOUCH_EVERY_MS)
-            && let Err(err) = db::users::touch_token(&mut conn, row.id, now, TOUCH_EVERY_MS).await
-        {
-            tracing::warn!(error = %err, token_id = row.id, "could not record token use");
+        if row.last_used_at.is_none_or(|at| at <= now - TOUCH_EVERY_MS) {
+            self.note_token_use(row.id, now);
         }
         Ok(Authenticated {
             user: row.user,
             token_id: row.id,
         })
+    }
+
+    /// Notes a use to write with the next flush, starting the flusher on first use.
+    fn note_token_use(&self, token_id: i64, now: Millis) {
+        let uses = &self.token_uses;
+        uses.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(token_id)
+            .or_insert(now);
+        uses.flusher.get_or_init(|| {
+            let weak = std::sync::Arc::downgrade(&self.token_uses);
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(FLUSH_EVERY).await;
+                    let Some(uses) = weak.upgrade() else { return };
+                    if let Err(err) = flush(&db, &uses).await {
+                        tracing::warn!(error = %err, "could not record token uses");
+                    }
+                }
+            });
+        });
+    }
+
+    /// Writes the token uses noted so far (also done every few seconds in the background).
+    pub async fn flush_token_uses(&self) -> Result<()> {
+        flush(&self.db, &self.token_uses).await
     }
 
     /// Every token, in id order after `after_id` (staff).
@@ -293,6 +400,22 @@ impl Ordo {
         tx.commit().await?;
         Ok(info)
     }
+}
+
+/// One statement for every use noted since the last flush; each token's `last_used_at`
+/// moves at most once a minute whichever process writes it.
+async fn flush(db: &db::Db, uses: &TokenUses) -> Result<()> {
+    let batch: Vec<(i64, Millis)> = uses
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut conn = db.pool().acquire().await?;
+    db::users::touch_tokens(&mut conn, db.dialect(), &batch, TOUCH_EVERY_MS).await
 }
 
 #[cfg(test)]

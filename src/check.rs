@@ -78,6 +78,26 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE COALESCE(m.net, 0) <> CASE WHEN o.status IN ('cancelled', 'refunded') THEN 0 ELSE -i.units END",
     ),
     (
+        "order_events_numbered",
+        "SELECT o.id, o.event_seq, CAST(COUNT(e.id) AS BIGINT) AS events, CAST(MAX(e.seq) AS BIGINT) AS last_seq
+         FROM orders o JOIN events e ON e.order_id = o.id
+         GROUP BY o.id, o.event_seq
+         HAVING COUNT(e.id) <> o.event_seq OR MAX(e.seq) <> o.event_seq OR MIN(e.seq) <> 1",
+    ),
+    (
+        "state_changes_have_events",
+        "SELECT o.id, h.changes, e.events FROM orders o
+         JOIN (SELECT order_id, COUNT(*) AS changes FROM order_status_history GROUP BY order_id) h
+           ON h.order_id = o.id
+         JOIN (SELECT order_id, COUNT(*) AS events FROM events
+               WHERE type IN ('order.created', 'order.paid', 'order.expired', 'order.cancelled',
+                              'order.shipped', 'order.completed', 'order.refund_requested',
+                              'order.refunded', 'order.refund_rejected')
+               GROUP BY order_id) e
+           ON e.order_id = o.id
+         WHERE h.changes <> e.events",
+    ),
+    (
         "order_has_items",
         "SELECT o.id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
     ),

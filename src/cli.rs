@@ -40,12 +40,30 @@ pub enum Command {
         /// Address to listen on. Default: listen (127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
-        /// Do not run the scheduled sweep in this process.
+        /// Do not run the scheduled jobs (reminders, sweep) in this process.
         #[arg(long)]
         no_scheduler: bool,
+        /// Do not deliver events (webhooks, broker) from this process.
+        #[arg(long)]
+        no_dispatch: bool,
     },
-    /// Run only the scheduled jobs (the unpaid-order sweep every sweep_interval_seconds).
-    Worker,
+    /// Run only the background work: the scheduled jobs (payment reminders and the
+    /// unpaid-order sweep every sweep_interval_seconds) and the event dispatcher.
+    Worker {
+        /// Do not deliver events (webhooks, broker) from this process.
+        #[arg(long)]
+        no_dispatch: bool,
+    },
+    /// The event log and its delivery.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Webhook endpoints.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Apply the database migrations (safe to run again).
     Migrate,
     /// Manage API tokens.
@@ -93,6 +111,33 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print the event log as JSON lines, oldest first: `{id, type, timestamp, data,
+    /// position}`.
+    Tail {
+        /// Only this type, such as order.paid.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Start after this position (default: the last 20 events).
+        #[arg(long, value_name = "POSITION")]
+        after: Option<i64>,
+        /// Keep printing new events as they are written (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// The endpoints: id, kind, state, ordered, types, URL.
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -394,8 +439,48 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
         Command::Serve {
             listen,
             no_scheduler,
-        } => serve(settings, listen, !no_scheduler).await,
-        Command::Worker => worker(settings).await,
+            no_dispatch,
+        } => serve(settings, listen, !no_scheduler, !no_dispatch).await,
+        Command::Worker { no_dispatch } => worker(settings, !no_dispatch).await,
+        Command::Events {
+            command:
+                EventsCommand::Tail {
+                    kind,
+                    after,
+                    follow,
+                },
+        } => events_tail(&settings, kind, after, follow).await,
+        Command::Webhooks {
+            command: WebhooksCommand::List { json },
+        } => {
+            let ordo = Ordo::open_with_connections(&settings, 1).await?;
+            let endpoints = ordo.endpoints(Actor::Operator).await?;
+            ordo.db.close().await;
+            if !json {
+                println!(
+                    "{:>5}  {:<7}  {:<8}  {:<7}  {:<30}  url",
+                    "id", "kind", "state", "ordered", "types"
+                );
+            }
+            for e in &endpoints {
+                if json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                } else {
+                    println!(
+                        "{:>5}  {:<7}  {:<8}  {:<7}  {:<30}  {}",
+                        e.id,
+                        e.kind,
+                        if e.enabled { "enabled" } else { "disabled" },
+                        if e.ordered { "yes" } else { "no" },
+                        e.event_types
+                            .as_ref()
+                            .map_or("all".to_owned(), |t| t.join(",")),
+                        e.url
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::SimulatePayment {
             payment_id,
             status,
@@ -527,10 +612,87 @@ async fn tokens(settings: &Settings, command: TokenCommand) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
+async fn events_tail(
+    settings: &Settings,
+    kind: Option<String>,
+    after: Option<i64>,
+    follow: bool,
+) -> Result<ExitCode, Failure> {
+    let kind = kind
+        .map(|t| crate::events::EventType::parse_field("--type", &t))
+        .transpose()
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            status: 2,
+        })?;
+    let ordo = Ordo::open_with_connections(settings, 1).await?;
+    let mut after = match after {
+        Some(after) => after,
+        None => ordo.last_event_position().await?.saturating_sub(20),
+    };
+    loop {
+        let page = ordo
+            .events(
+                Actor::Operator,
+                &crate::events::EventFilter {
+                    after,
+                    kind,
+                    order_id: None,
+                    limit: 500,
+                },
+            )
+            .await?;
+        for event in &page {
+            println!("{}", serde_json::to_string(event).unwrap_or_default());
+            after = event.position;
+        }
+        if page.len() == 500 {
+            continue;
+        }
+        if !follow {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = crate::scheduler::signal() => break,
+        }
+    }
+    ordo.db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the background work this process does: the scheduled jobs and the dispatcher.
+fn start_background(
+    ordo: &Ordo,
+    settings: &Settings,
+    shutdown: &crate::scheduler::Shutdown,
+    scheduler: bool,
+    dispatch: bool,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut jobs = Vec::new();
+    if scheduler {
+        jobs.push(tokio::spawn(crate::scheduler::run_jobs(
+            ordo.clone(),
+            sweep_request(settings),
+            std::time::Duration::from_secs(settings.sweep_interval_seconds),
+            shutdown.clone(),
+        )));
+    }
+    if dispatch {
+        jobs.push(tokio::spawn(crate::events::dispatch::run(
+            ordo.clone(),
+            crate::events::dispatch::DispatchConfig::from_settings(settings),
+            shutdown.clone(),
+        )));
+    }
+    jobs
+}
+
 async fn serve(
     settings: Settings,
     listen: Option<String>,
     scheduler: bool,
+    dispatch: bool,
 ) -> Result<ExitCode, Failure> {
     let ordo = Ordo::open(&settings).await?;
     let listen = listen.unwrap_or_else(|| settings.listen.clone());
@@ -544,16 +706,9 @@ async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(listen);
-    tracing::info!(address, database = %crate::config::redact_url(&settings.database_url), scheduler, "ordo serving");
+    tracing::info!(address, database = %crate::config::redact_url(&settings.database_url), scheduler, dispatch, "ordo serving");
     let shutdown = crate::scheduler::Shutdown::new();
-    let jobs = scheduler.then(|| {
-        tokio::spawn(crate::scheduler::run_sweeps(
-            ordo.clone(),
-            sweep_request(&settings),
-            std::time::Duration::from_secs(settings.sweep_interval_seconds),
-            shutdown.clone(),
-        ))
-    });
+    let jobs = start_background(&ordo, &settings, &shutdown, scheduler, dispatch);
     let state = crate::http::AppState::from_settings(ordo.clone(), &settings, shutdown.clone());
     let background = state.jobs.clone();
     let on_signal = {
@@ -566,10 +721,13 @@ async fn serve(
     };
     let served = crate::http::serve(listener, state, on_signal).await;
     shutdown.trigger();
-    if let Some(jobs) = jobs {
-        let _ = jobs.await;
+    for job in jobs {
+        let _ = job.await;
     }
     background.wait().await;
+    if let Err(err) = ordo.flush_token_uses().await {
+        tracing::warn!(error = %err, "could not record the last token uses");
+    }
     ordo.db.close().await;
     served.map_err(|e| Failure {
         message: format!("server failed: {e}"),
@@ -579,19 +737,16 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn worker(settings: Settings) -> Result<ExitCode, Failure> {
+async fn worker(settings: Settings, dispatch: bool) -> Result<ExitCode, Failure> {
     let ordo = Ordo::open(&settings).await?;
     let shutdown = crate::scheduler::Shutdown::new();
-    let jobs = tokio::spawn(crate::scheduler::run_sweeps(
-        ordo.clone(),
-        sweep_request(&settings),
-        std::time::Duration::from_secs(settings.sweep_interval_seconds),
-        shutdown.clone(),
-    ));
+    let jobs = start_background(&ordo, &settings, &shutdown, true, dispatch);
     crate::scheduler::signal().await;
-    tracing::info!("shutting down: finishing the batch in hand");
+    tracing::info!("shutting down: finishing the batch and the deliveries in hand");
     shutdown.trigger();
-    let _ = jobs.await;
+    for job in jobs {
+        let _ = job.await;
+    }
     ordo.db.close().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -188,7 +188,10 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<()> {
-        crate::db::Dialect::from_url(&self.database_url)?;
+        let (dialect, url) = crate::db::Dialect::from_url(&self.database_url)?;
+        if dialect == crate::db::Dialect::Postgres {
+            crate::db::hosts::PgTarget::parse(&url)?;
+        }
         if self.sweep_batch_size == 0 || self.sweep_batch_size > 100_000 {
             return Err(Error::Config(
                 "sweep_batch_size must be between 1 and 100000".into(),

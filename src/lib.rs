@@ -89,6 +89,8 @@ pub struct Ordo {
     /// wait for its next poll.
     outbox: Arc<tokio::sync::Notify>,
     placements: Arc<placement::Combiner>,
+    token_uses: Arc<auth::TokenUses>,
+    token_lookups: Arc<auth::TokenLookups>,
 }
 
 impl Ordo {
@@ -101,6 +103,8 @@ impl Ordo {
             clock,
             outbox,
             placements,
+            token_uses: Arc::default(),
+            token_lookups: Arc::default(),
         }
     }
 

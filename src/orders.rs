@@ -340,6 +340,91 @@ impl Ordo {
         Ok(updated)
     }
 
+    /// The orders of a set-based change (with their event numbers) as `GET /orders/{id}`
+    /// shows them, read in the change's transaction: three statements for the whole set.
+    pub(crate) async fn details_of(
+        &self,
+        conn: &mut Conn,
+        orders: Vec<(Order, i64)>,
+    ) -> Result<Vec<(OrderDetails, i64)>> {
+        let ids: Vec<i64> = orders.iter().map(|(o, _)| o.id).collect();
+        let (items, payments) =
+            db::orders::items_and_payments_of(conn, self.db.dialect(), &ids_json(&ids)).await?;
+        let mut items_of: std::collections::HashMap<i64, Vec<OrderItem>> = Default::default();
+        for (order_id, item) in items {
+            items_of.entry(order_id).or_default().push(item);
+        }
+        let mut payments_of: std::collections::HashMap<i64, Vec<Payment>> = Default::default();
+        for payment in payments {
+            payments_of
+                .entry(payment.order_id)
+                .or_default()
+                .push(payment);
+        }
+        Ok(orders
+            .into_iter()
+            .map(|(order, seq)| {
+                let details = OrderDetails {
+                    items: items_of.remove(&order.id).unwrap_or_default(),
+                    payments: payments_of.remove(&order.id).unwrap_or_default(),
+                    order,
+                };
+                (details, seq)
+            })
+            .collect())
+    }
+
+    /// Emits `order.payment_reminder` for orders still unpaid `payment_reminder_lead`
+    /// before their unpaid deadline, each once, in batches claimed like the sweep's (so
+    /// several workers never remind twice). Returns how many were reminded.
+    pub async fn send_payment_reminders(
+        &self,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<u64> {
+        let lead = self.policy.payment_reminder_lead_ms;
+        if lead <= 0 || !self.policy.events {
+            return Ok(0);
+        }
+        let mut sent = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let now = self.clock.now();
+            let timeout = self.policy.unpaid_timeout_ms;
+            let mut tx = self.db.write_tx().await?;
+            let due = db::reminders::claim_due(
+                &mut tx,
+                self.db.dialect(),
+                now - timeout,
+                now - timeout + lead,
+                500,
+                now,
+            )
+            .await?;
+            if due.is_empty() {
+                break;
+            }
+            let count = due.len();
+            let details = self.details_of(&mut tx, due).await?;
+            let reminders: Vec<NewEvent> = details
+                .iter()
+                .map(|(details, seq)| {
+                    NewEvent::order(
+                        EventType::OrderPaymentReminder,
+                        details,
+                        *seq,
+                        Some(OrderStatus::Pending),
+                        json!({"deadline": crate::domain::format_rfc3339(
+                            details.order.created_at + timeout)}),
+                    )
+                })
+                .collect();
+            events::record(&mut tx, self.db.dialect(), true, &reminders, now).await?;
+            self.commit(tx).await?;
+            sent += count as u64;
+            metrics::counter!("ordo_payment_reminders_total").increment(count as u64);
+        }
+        Ok(sent)
+    }
+
     /// Places an order: reserves every item's stock (product-id order, conditional
     /// decrement, a ledger row each), creates the order, its items, its history's first row,
     /// its first payment and its event. All or nothing.
@@ -394,6 +479,7 @@ impl Ordo {
             key,
             policy: self.policy,
             clock: self.clock.clone(),
+            request_id: crate::context::request_id(),
         };
         match self.placements.place(request).await? {
             Placed::New(placed) => Ok((*placed, false)),

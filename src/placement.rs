@@ -37,6 +37,8 @@ pub(crate) struct PlacementRequest {
     pub key: Option<(String, String)>,
     pub policy: Policy,
     pub clock: Clock,
+    /// The id of the request it came from, for the audit log.
+    pub request_id: Option<String>,
 }
 
 impl PlacementRequest {
@@ -91,6 +93,13 @@ impl Combiner {
     /// Lanes per process: one on SQLite (one writer anyway), a few on PostgreSQL so that
     /// orders for different products commit side by side.
     fn lane_count(&self) -> usize {
+        if let Some(n) = std::env::var("ORDO_PLACEMENT_LANES")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| (1..=64).contains(n))
+        {
+            return n;
+        }
         match self.db.dialect() {
             db::Dialect::Sqlite => 1,
             db::Dialect::Postgres => 4,
@@ -531,7 +540,7 @@ async fn write_orders(
             .cloned()
             .ok_or_else(|| Error::Conflict("a payment vanished while being placed".to_owned()))?;
         if r.actor.is_staff() {
-            audit::record(
+            audit::record_for(
                 tx,
                 r.actor,
                 "order.create",
@@ -539,6 +548,7 @@ async fn write_orders(
                 json!({"user_id": r.user_id, "items": a.items.iter()
                     .map(|i| json!({"product_id": i.product_id, "quantity": i.quantity}))
                     .collect::<Vec<_>>()}),
+                r.request_id.clone(),
                 now,
             )
             .await?;

@@ -1,4 +1,5 @@
-//! The built-in scheduler: runs the unpaid-order sweep every interval until shutdown.
+//! The built-in scheduler: every interval, the payment reminders and then the unpaid-order
+//! sweep, until shutdown.
 //! On shutdown the sweep finishes the batch in hand and stops. Several schedulers on one
 //! PostgreSQL database share the work safely: each batch is claimed with
 //! `FOR UPDATE SKIP LOCKED`, so none is a leader and none cancels an order twice.
@@ -121,8 +122,9 @@ pub async fn signal() {
     }
 }
 
-/// Runs the sweep now and then every `interval` until `shutdown`.
-pub async fn run_sweeps(ordo: Ordo, request: SweepRequest, interval: Duration, shutdown: Shutdown) {
+/// Runs the scheduled jobs now and then every `interval` until `shutdown`: the payment
+/// reminders (unless off), then the sweep.
+pub async fn run_jobs(ordo: Ordo, request: SweepRequest, interval: Duration, shutdown: Shutdown) {
     tracing::info!(
         interval_s = interval.as_secs_f64(),
         timeout_minutes = request.timeout_minutes,
@@ -137,6 +139,15 @@ pub async fn run_sweeps(ordo: Ordo, request: SweepRequest, interval: Duration, s
         }
         if shutdown.is_triggered() {
             break;
+        }
+        if !ordo.db.is_ready() {
+            // No primary: wait for the next tick rather than fail batch after batch.
+            continue;
+        }
+        match ordo.send_payment_reminders(shutdown.flag()).await {
+            Ok(0) => {}
+            Ok(sent) => tracing::info!(sent, "payment reminders sent"),
+            Err(err) => tracing::warn!(error = %err, "payment reminders failed"),
         }
         match ordo
             .run_sweep(

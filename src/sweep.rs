@@ -11,13 +11,12 @@ use crate::Ordo;
 use crate::audit::{self, Object};
 use crate::db::sweep::{self as queries, Cursor, DueOrder};
 use crate::db::sweep_runs;
+use crate::domain::OrderDetails;
 use crate::domain::{Actor, Millis, OrderStatus, format_rfc3339, time::serde_rfc3339};
-use crate::domain::{OrderDetails, OrderItem, Payment};
 use crate::error::{Error, Result};
 use crate::events::{self, EventType, NewEvent};
 use crate::orders::TransitionInput;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -421,26 +420,10 @@ impl Ordo {
         if !self.policy.events {
             return Ok(units);
         }
-        let (items, payments) = queries::items_and_payments(tx, dialect, due).await?;
-        let mut items_of: HashMap<i64, Vec<OrderItem>> = HashMap::new();
-        for (order_id, item) in items {
-            items_of.entry(order_id).or_default().push(item);
-        }
-        let mut payments_of: HashMap<i64, Vec<Payment>> = HashMap::new();
-        for payment in payments {
-            payments_of
-                .entry(payment.order_id)
-                .or_default()
-                .push(payment);
-        }
-        let mut new_events = Vec::with_capacity(cancelled.orders.len() + cancelled.returned.len());
-        for (order, seq) in cancelled.orders {
-            let details = OrderDetails {
-                items: items_of.remove(&order.id).unwrap_or_default(),
-                payments: payments_of.remove(&order.id).unwrap_or_default(),
-                order,
-            };
-            new_events.push(expired_event(&details, seq));
+        let details = self.details_of(tx, cancelled.orders).await?;
+        let mut new_events = Vec::with_capacity(details.len() + cancelled.returned.len());
+        for (details, seq) in &details {
+            new_events.push(expired_event(details, *seq));
         }
         new_events.extend(
             cancelled

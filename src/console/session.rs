@@ -64,7 +64,9 @@ impl Ordo {
         }
         let now = self.clock.now();
         let mut tx = self.db.write_tx().await?;
-        let Some(row) = db::users::by_token_hash(&mut tx, &token_hash(token)).await? else {
+        let hashes = serde_json::json!([token_hash(token)]).to_string();
+        let found = db::users::by_token_hashes(&mut tx, self.db.dialect(), &hashes).await?;
+        let Some((_, row)) = found.into_iter().next() else {
             return Ok(Err(Refusal::Unknown));
         };
         if row.revoked_at.is_some() {

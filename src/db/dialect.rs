@@ -16,6 +16,11 @@ impl Dialect {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok((Dialect::Postgres, url.to_owned()));
         }
+        if url.contains(',') {
+            return Err(Error::Config(format!(
+                "database URL {url:?}: a host list (commas) is only for postgres:// URLs; SQLite takes one file"
+            )));
+        }
         let url = if url.starts_with("sqlite:") {
             url.to_owned()
         } else if url.contains("://") || url.is_empty() {

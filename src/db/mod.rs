@@ -6,11 +6,13 @@ pub mod console;
 mod dialect;
 pub mod events;
 pub mod history;
+pub mod hosts;
 pub mod ledger;
 pub mod orders;
 pub mod payments;
 pub mod placement;
 pub mod products;
+pub mod reminders;
 pub mod sessions;
 pub mod sweep;
 pub mod sweep_runs;
@@ -22,7 +24,9 @@ pub use dialect::Dialect;
 use crate::error::{Error, Result};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub type Tx = Transaction<'static, Any>;
 pub type Conn = sqlx::AnyConnection;
@@ -36,6 +40,61 @@ pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
     url: String,
+    /// Set when ordo must follow the primary among several PostgreSQL hosts.
+    primary: Option<Arc<Primary>>,
+}
+
+/// Which of several PostgreSQL hosts is the primary, kept up to date by a monitor task.
+#[derive(Debug)]
+struct Primary {
+    target: hosts::PgTarget,
+    current: AtomicUsize,
+    /// Connections opened before this instant (the last switch) are dropped, not reused.
+    switched: Mutex<Instant>,
+    ready: AtomicBool,
+    /// Wakes the monitor at once (a connection found a standby).
+    check_now: tokio::sync::Notify,
+}
+
+/// How often the monitor checks the primary.
+const PRIMARY_CHECK: Duration = Duration::from_millis(500);
+/// How long a probe of one host may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Primary {
+    fn switched_ago(&self) -> Duration {
+        self.switched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
+
+    fn url(&self) -> String {
+        self.target.url_for(self.current.load(Ordering::SeqCst))
+    }
+}
+
+/// Is host `i` a primary? One fresh connection, `pg_is_in_recovery()`.
+async fn probe(target: &hosts::PgTarget, i: usize) -> hosts::Probe {
+    let url = target.url_for(i);
+    let asked = async {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
+        let standby: i64 = sqlx::query_scalar(
+            "SELECT CAST(pg_is_in_recovery() AS INTEGER) + CAST(current_setting('transaction_read_only') = 'on' AS INTEGER)",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok::<_, sqlx::Error>(standby)
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+        Ok(Ok(0)) => hosts::Probe::Primary,
+        Ok(Ok(_)) => hosts::Probe::Standby,
+        Ok(Err(err)) => hosts::Probe::Unreachable(err.to_string()),
+        Err(_) => {
+            hosts::Probe::Unreachable(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))
+        }
+    }
 }
 
 impl Db {
@@ -43,6 +102,13 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         install_default_drivers();
         let (dialect, url) = Dialect::from_url(url)?;
+        let target = match dialect {
+            Dialect::Postgres => Some(hosts::PgTarget::parse(&url)?),
+            Dialect::Sqlite => None,
+        };
+        if let Some(target) = target.filter(|t| t.read_write) {
+            return Self::connect_to_primary(url, target, max_connections).await;
+        }
         // No ping before every checkout: a broken connection shows on first use anyway, and
         // the ping costs a round trip per query.
         let options = AnyPoolOptions::new()
@@ -71,12 +137,110 @@ impl Db {
             }
             Dialect::Postgres => options.connect(&url).await?,
         };
-        Ok(Db { pool, dialect, url })
+        Ok(Db {
+            pool,
+            dialect,
+            url,
+            primary: None,
+        })
     }
 
-    /// Where a PostgreSQL listener (for delivery notifications) connects; `None` on SQLite.
+    /// Connects to whichever host is the primary (trying them in turn, for up to 30 s at
+    /// start), and starts the monitor that follows it: it checks the primary twice a
+    /// second and, when it went away or turned read-only, finds the new one; connections
+    /// to the old one are dropped as they come back to the pool. While there is no
+    /// primary, database calls fail fast (the pool waits at most 5 s) and `is_ready` says
+    /// no.
+    async fn connect_to_primary(
+        url: String,
+        target: hosts::PgTarget,
+        max_connections: u32,
+    ) -> Result<Db> {
+        let started = Instant::now();
+        let first = loop {
+            let chosen = hosts::choose(&target.hosts, |i| {
+                let target = target.clone();
+                async move { probe(&target, i).await }
+            })
+            .await;
+            match chosen {
+                Ok(i) => break i,
+                Err(why) if started.elapsed() > Duration::from_secs(30) => {
+                    return Err(Error::Unavailable(why));
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "waiting for a primary");
+                    tokio::time::sleep(PRIMARY_CHECK).await;
+                }
+            }
+        };
+        let primary = Arc::new(Primary {
+            target,
+            current: AtomicUsize::new(first),
+            switched: Mutex::new(Instant::now()),
+            ready: AtomicBool::new(true),
+            check_now: tokio::sync::Notify::new(),
+        });
+        // Connections opened before the last switch go to the old primary: dropped.
+        let (on_acquire, on_release) = (primary.clone(), primary.clone());
+        let on_connect = primary.clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(5))
+            .before_acquire(move |_conn, meta| {
+                let keep = meta.age < on_acquire.switched_ago();
+                Box::pin(async move { Ok(keep) })
+            })
+            .after_release(move |_conn, meta| {
+                let keep = meta.age < on_release.switched_ago();
+                Box::pin(async move { Ok(keep) })
+            })
+            .after_connect(move |conn, _meta| {
+                let primary = on_connect.clone();
+                Box::pin(async move {
+                    // Never hand out a connection to a server that does not take writes.
+                    let standby: i64 = sqlx::query_scalar(
+                        "SELECT CAST(pg_is_in_recovery() AS INTEGER) + CAST(current_setting('transaction_read_only') = 'on' AS INTEGER)",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    if standby != 0 {
+                        primary.check_now.notify_one();
+                        return Err(sqlx::Error::Protocol(
+                            "connected to a standby, not the primary".to_owned(),
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&primary.url())
+            .await?;
+        tracing::info!(host = %primary.target.hosts[first], "connected to the primary");
+        tokio::spawn(follow_primary(pool.clone(), primary.clone()));
+        Ok(Db {
+            pool,
+            dialect: Dialect::Postgres,
+            url,
+            primary: Some(primary),
+        })
+    }
+
+    /// Whether a primary is known to be reachable (always, without a host list).
+    pub fn is_ready(&self) -> bool {
+        self.primary
+            .as_ref()
+            .is_none_or(|p| p.ready.load(Ordering::SeqCst))
+    }
+
+    /// Where a PostgreSQL listener (for delivery notifications) connects, now: the current
+    /// primary's; `None` on SQLite.
     pub fn listen_url(&self) -> Option<String> {
-        (self.dialect == Dialect::Postgres).then(|| self.url.clone())
+        match (&self.primary, self.dialect) {
+            (Some(primary), _) => Some(primary.url()),
+            (None, Dialect::Postgres) => Some(self.url.clone()),
+            (None, Dialect::Sqlite) => None,
+        }
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -142,6 +306,54 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
                 )
         }),
         _ => false,
+    }
+}
+
+/// The monitor: checks the current primary every [`PRIMARY_CHECK`] (or at once when a
+/// connection found a standby) and, when it is gone or read-only, probes the hosts in
+/// turn and points the pool at the first primary. Ends when the pool is closed.
+async fn follow_primary(pool: AnyPool, primary: Arc<Primary>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PRIMARY_CHECK) => {}
+            _ = primary.check_now.notified() => {}
+            _ = pool.close_event() => return,
+        }
+        let current = primary.current.load(Ordering::SeqCst);
+        if probe(&primary.target, current).await == hosts::Probe::Primary {
+            primary.ready.store(true, Ordering::SeqCst);
+            continue;
+        }
+        let chosen = hosts::choose(&primary.target.hosts, |i| {
+            let target = primary.target.clone();
+            async move { probe(&target, i).await }
+        })
+        .await;
+        match chosen {
+            Ok(i) => {
+                if i != current {
+                    let options: sqlx::any::AnyConnectOptions =
+                        match primary.target.url_for(i).parse() {
+                            Ok(options) => options,
+                            Err(err) => {
+                                tracing::error!(error = %err, "cannot use the new primary's URL");
+                                continue;
+                            }
+                        };
+                    pool.set_connect_options(options);
+                    primary.current.store(i, Ordering::SeqCst);
+                    *primary.switched.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    tracing::warn!(host = %primary.target.hosts[i], "the database primary changed; following it");
+                    metrics::counter!("ordo_database_failovers_total").increment(1);
+                }
+                primary.ready.store(true, Ordering::SeqCst);
+            }
+            Err(why) => {
+                if primary.ready.swap(false, Ordering::SeqCst) {
+                    tracing::error!(%why, "no database primary; requests answer 503 until one is back");
+                }
+            }
+        }
     }
 }
 

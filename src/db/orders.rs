@@ -130,3 +130,37 @@ pub async fn list(conn: &mut Conn, filter: &OrderFilter) -> Result<Vec<Order>> {
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// The items (with their order's id) and payments of these orders (a JSON array of ids),
+/// for their events.
+pub async fn items_and_payments_of(
+    conn: &mut Conn,
+    dialect: Dialect,
+    ids_json: &str,
+) -> Result<(Vec<(i64, OrderItem)>, Vec<crate::domain::Payment>)> {
+    let ids = dialect.json_ids(1);
+    let items = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT order_id, product_id, quantity, unit_price_cents FROM order_items
+         WHERE order_id IN ({ids}) ORDER BY order_id, product_id"
+    )))
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        use sqlx::{FromRow, Row};
+        Ok((
+            row.try_get::<i64, _>("order_id")?,
+            OrderItem::from_row(row)?,
+        ))
+    })
+    .collect::<Result<Vec<_>>>()?;
+    let payments = sqlx::query_as::<_, crate::domain::Payment>(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM payments WHERE order_id IN ({ids}) ORDER BY order_id, id",
+        super::payments::COLUMNS
+    )))
+    .bind(ids_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((items, payments))
+}

@@ -8,6 +8,11 @@ use crate::error::{Error, Result};
 pub(crate) const COLUMNS: &str = "id, sku, name, price_cents, currency, stock, sales_count, \
      CAST(active AS INTEGER) AS active, created_at, updated_at";
 
+/// [`COLUMNS`] qualified by the table, for PostgreSQL statements that join.
+pub(crate) const QUALIFIED_COLUMNS: &str = "products.id, products.sku, products.name, \
+     products.price_cents, products.currency, products.stock, products.sales_count, \
+     CAST(products.active AS INTEGER) AS active, products.created_at, products.updated_at";
+
 pub async fn insert(conn: &mut Conn, new: &NewProduct, now: Millis) -> Result<Product> {
     sqlx::query_as::<_, Product>(sqlx::AssertSqlSafe(format!(
         "INSERT INTO products (sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)

@@ -6,7 +6,7 @@
 //! Parameters: `$1` cutoff, `$2` now.
 
 use super::{Conn, Dialect};
-use crate::domain::{Millis, MovementReason, Order, OrderItem, Payment, PaymentStatus, Product};
+use crate::domain::{Millis, MovementReason, Order, PaymentStatus, Product};
 use crate::error::Result;
 
 const DUE: &str = "o.status = 'pending' AND o.created_at <= $1
@@ -155,6 +155,9 @@ pub async fn cancel_batch(
     batch: &[DueOrder],
     now: Millis,
 ) -> Result<CancelledBatch> {
+    if dialect == Dialect::Postgres {
+        return cancel_batch_postgres(conn, batch, now).await;
+    }
     let ids = ids_json(batch);
     let in_batch = dialect.json_ids(1);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -207,38 +210,95 @@ pub async fn cancel_batch(
     Ok(CancelledBatch { orders, returned })
 }
 
-/// The items and payments of a batch of orders, for their events.
-pub async fn items_and_payments(
+/// [`cancel_batch`] on PostgreSQL: the same effects in four statements, reading the
+/// batch's items once, with the ids as one array (an index scan per id, no JSON to parse).
+/// Products are locked in id order first, as every writer locks them.
+async fn cancel_batch_postgres(
     conn: &mut Conn,
-    dialect: Dialect,
     batch: &[DueOrder],
-) -> Result<(Vec<(i64, OrderItem)>, Vec<Payment>)> {
-    let ids = ids_json(batch);
-    let in_batch = dialect.json_ids(1);
-    let items = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT order_id, product_id, quantity, unit_price_cents FROM order_items
-         WHERE order_id IN ({in_batch}) ORDER BY order_id, product_id"
+    now: Millis,
+) -> Result<CancelledBatch> {
+    let ids = batch
+        .iter()
+        .map(|o| o.id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    const BATCH: &str = "string_to_array($1, ',')::bigint[]";
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM products WHERE id IN
+           (SELECT product_id FROM order_items WHERE order_id = ANY({BATCH}))
+         ORDER BY id FOR NO KEY UPDATE"
     )))
     .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| {
-        use sqlx::{FromRow, Row};
-        Ok((
-            row.try_get::<i64, _>("order_id")?,
-            OrderItem::from_row(row)?,
-        ))
-    })
-    .collect::<Result<Vec<_>>>()?;
-    let payments = sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM payments WHERE order_id IN ({in_batch}) ORDER BY order_id, id",
-        super::payments::COLUMNS
+    .execute(&mut *conn)
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH cancelled AS (
+           UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2,
+                  cancel_reason = $3, event_seq = event_seq + 1
+           WHERE id = ANY({BATCH}) AND status = 'pending'
+           RETURNING {}, event_seq),
+         history AS (
+           INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+           SELECT id, 'pending', 'cancelled', $4, $3, $2 FROM cancelled)
+         SELECT * FROM cancelled",
+        super::orders::COLUMNS
     )))
     .bind(&ids)
+    .bind(now)
+    .bind(REASON)
+    .bind(ACTOR)
     .fetch_all(&mut *conn)
     .await?;
-    Ok((items, payments))
+    if rows.len() != batch.len() {
+        return Err(crate::Error::Conflict(format!(
+            "{} of {} claimed orders were no longer pending",
+            batch.len() - rows.len(),
+            batch.len()
+        )));
+    }
+    let orders = rows
+        .iter()
+        .map(|row| {
+            use sqlx::{FromRow, Row};
+            Ok((Order::from_row(row)?, row.try_get::<i64, _>("event_seq")?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH items AS (
+           SELECT order_id, product_id, quantity FROM order_items WHERE order_id = ANY({BATCH})),
+         ledger AS (
+           INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+           SELECT product_id, order_id, quantity, 'release', $3, $4, $2 FROM items),
+         back AS (SELECT product_id, SUM(quantity) AS units FROM items GROUP BY product_id)
+         UPDATE products SET stock = products.stock + back.units, updated_at = $2
+         FROM back WHERE products.id = back.product_id
+         RETURNING {}, CAST(back.units AS BIGINT) AS units",
+        super::products::QUALIFIED_COLUMNS
+    )))
+    .bind(&ids)
+    .bind(now)
+    .bind(ACTOR)
+    .bind(REASON)
+    .fetch_all(&mut *conn)
+    .await?;
+    let returned = rows
+        .iter()
+        .map(|row| {
+            use sqlx::{FromRow, Row};
+            Ok((Product::from_row(row)?, row.try_get::<i64, _>("units")?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE payments SET status = CASE WHEN expires_at <= $2 THEN 'expired' ELSE 'cancelled' END,
+                updated_at = $2
+         WHERE order_id = ANY({BATCH}) AND status = 'pending'"
+    )))
+    .bind(&ids)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(CancelledBatch { orders, returned })
 }
 
 /// What identifies a due set without listing it: how many, the smallest and largest id, and

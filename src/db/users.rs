@@ -88,15 +88,27 @@ fn token_from(row: &sqlx::any::AnyRow) -> Result<TokenRow> {
     })
 }
 
-pub async fn by_token_hash(conn: &mut Conn, token_hash: &str) -> Result<Option<TokenRow>> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
-         WHERE t.token_hash = $1"
+/// The tokens with these hashes (a JSON array), each with its hash: one query for the
+/// lookups of many concurrent requests.
+pub async fn by_token_hashes(
+    conn: &mut Conn,
+    dialect: super::Dialect,
+    hashes_json: &str,
+) -> Result<Vec<(String, TokenRow)>> {
+    let hashes = match dialect {
+        super::Dialect::Postgres => "SELECT value FROM json_array_elements_text($1::json)",
+        super::Dialect::Sqlite => "SELECT value FROM json_each($1)",
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS}, t.token_hash FROM api_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash IN ({hashes})"
     )))
-    .bind(token_hash)
-    .fetch_optional(&mut *conn)
+    .bind(hashes_json)
+    .fetch_all(&mut *conn)
     .await?;
-    row.map(|row| token_from(&row)).transpose()
+    rows.iter()
+        .map(|row| Ok((row.try_get::<String, _>("token_hash")?, token_from(row)?)))
+        .collect()
 }
 
 pub async fn token(conn: &mut Conn, id: i64) -> Result<Option<TokenRow>> {
@@ -133,15 +145,27 @@ pub async fn revoke_token(conn: &mut Conn, id: i64, now: Millis) -> Result<bool>
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a use of the token, at most once per `every_ms` whoever else records it.
-pub async fn touch_token(conn: &mut Conn, id: i64, now: Millis, every_ms: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE api_tokens SET last_used_at = $2
-         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(now - every_ms)
+/// Records uses of tokens (id, when), each at most once per `every_ms` whoever else
+/// records it.
+pub async fn touch_tokens(
+    conn: &mut Conn,
+    dialect: super::Dialect,
+    uses: &[(i64, Millis)],
+    every_ms: i64,
+) -> Result<()> {
+    let rows: Vec<serde_json::Value> = uses
+        .iter()
+        .map(|(id, at)| serde_json::json!({"id": id, "at": at}))
+        .collect();
+    let rows_json = serde_json::to_string(&rows).unwrap_or_default();
+    let rows = dialect.json_rows(1, &[("id", "bigint"), ("at", "bigint")]);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE api_tokens SET last_used_at = r.at FROM {rows}
+         WHERE api_tokens.id = r.id
+           AND (api_tokens.last_used_at IS NULL OR api_tokens.last_used_at <= r.at - $2)"
+    )))
+    .bind(rows_json)
+    .bind(every_ms)
     .execute(&mut *conn)
     .await?;
     Ok(())

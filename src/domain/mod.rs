@@ -4,6 +4,7 @@ pub mod lifecycle;
 mod records;
 pub mod text;
 pub mod time;
+pub mod whole;
 
 pub use lifecycle::{OrderStatus, Role};
 pub use records::*;

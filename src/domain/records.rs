@@ -142,12 +142,14 @@ pub struct NewProduct {
     )]
     pub name: String,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::domain::whole::value")]
     pub price_cents: i64,
     /// ISO 4217, such as EUR.
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
     /// Opening stock: the ledger's first row.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::domain::whole::value")]
     pub stock: i64,
 }
 
@@ -161,6 +163,7 @@ pub struct ProductPatch {
     )]
     pub name: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "crate::domain::whole::option")]
     pub price_cents: Option<i64>,
     /// Whether it is on sale.
     pub active: Option<bool>,
@@ -205,9 +208,11 @@ pub struct StockMovement {
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "crate::domain::whole::value")]
     pub product_id: i64,
     /// Units of this product; the whole order may hold at most `max_units_per_order`.
     #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "crate::domain::whole::value")]
     pub quantity: i64,
 }
 

@@ -182,7 +182,9 @@ impl Dispatcher {
     /// Returns how many were attempted.
     pub async fn dispatch_once(self: &Arc<Self>) -> Result<usize> {
         let now = self.ordo.clock.now();
-        let lease = now + self.config.timeout.as_millis() as i64 + 30_000;
+        // Long enough for the attempt (bounded by the timeout) and its recording; a
+        // dispatcher that died mid-attempt holds the delivery no longer than this.
+        let lease = now + self.config.timeout.as_millis() as i64 + 5_000;
         let dialect = self.ordo.db.dialect();
         let mut tx = self.ordo.db.write_tx().await?;
         let due = store::claim_due(
@@ -322,7 +324,9 @@ impl Dispatcher {
                 keys.push(key);
             }
         }
-        let timestamp = now / 1000;
+        // The attempt's own time, from the wall clock whatever clock ordo runs on:
+        // receivers check it against theirs.
+        let timestamp = chrono::Utc::now().timestamp();
         let signature = signing::signature_header(&keys, &d.event_id, timestamp, body.as_bytes());
         let sent = self
             .client
@@ -530,13 +534,20 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
         }
     };
     let wake = ordo.outbox_written();
-    if let Some(url) = ordo.db.listen_url() {
-        tokio::spawn(listen(url, wake.clone(), shutdown.clone()));
+    if ordo.db.listen_url().is_some() {
+        tokio::spawn(listen(ordo.db.clone(), wake.clone(), shutdown.clone()));
     }
     let mut registered = false;
     tracing::info!(broker = config.amqp_url.is_some(), "dispatcher started");
     let mut failures = 0u32;
     while !shutdown.is_triggered() {
+        if !ordo.db.is_ready() {
+            // No primary: pause until one is back.
+            tokio::select! {
+                _ = tokio::time::sleep(config.poll_interval) => continue,
+                _ = shutdown.wait() => break,
+            }
+        }
         if !registered {
             match dispatcher.register_broker().await {
                 Ok(()) => registered = true,
@@ -567,9 +578,11 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
     tracing::info!("dispatcher stopped");
 }
 
-/// Forwards PostgreSQL notifications on `ordo_deliveries` to `wake`, reconnecting as needed.
-async fn listen(url: String, wake: Arc<tokio::sync::Notify>, shutdown: Shutdown) {
+/// Forwards PostgreSQL notifications on `ordo_deliveries` to `wake`, reconnecting (to the
+/// current primary) as needed.
+async fn listen(db: crate::db::Db, wake: Arc<tokio::sync::Notify>, shutdown: Shutdown) {
     while !shutdown.is_triggered() {
+        let Some(url) = db.listen_url() else { return };
         let listened = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
             listener.listen("ordo_deliveries").await?;

@@ -127,6 +127,11 @@ pub use store::DeliveryFilter;
 /// The statuses a delivery can be in.
 pub const DELIVERY_STATUSES: [&str; 4] = ["pending", "succeeded", "failed", "dead"];
 
+/// What an endpoint URL may look like (the OpenAPI document states the same pattern):
+/// `http(s)://`, a host name whose last label starts with a letter or a dotted IPv4
+/// address, an optional port, a path and a query of URL characters.
+pub const URL_PATTERN: &str = r"^https?://((([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}))(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$";
+
 /// Is this address one a webhook must not reach (unless private addresses are allowed)?
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
@@ -166,6 +171,13 @@ pub async fn check_url(field: &str, url: &str, allow_private: bool) -> Result<re
     let bad = |why: &str| Error::validation(field, why.to_owned());
     if url.len() > 2000 {
         return Err(bad("at most 2000 characters"));
+    }
+    static SHAPE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let shape = SHAPE.get_or_init(|| regex::Regex::new(URL_PATTERN).expect("a valid pattern"));
+    if !shape.is_match(url) {
+        return Err(bad(
+            "not a URL ordo posts to: http(s)://host[:port]/path, such as https://shop.example/hooks/ordo",
+        ));
     }
     let parsed = reqwest::Url::parse(url.trim())
         .map_err(|_| bad("not a URL, such as https://shop.example/hooks/ordo"))?;

@@ -292,6 +292,17 @@ impl Ordo {
         .collect())
     }
 
+    /// The position of the newest event (0 when there is none).
+    pub async fn last_event_position(&self) -> Result<i64> {
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM events")
+                .fetch_one(&mut *conn)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
     /// The position of an event id in the log, to read on from it.
     pub async fn event_position(&self, event_id: &str) -> Result<i64> {
         let mut conn = self.db.pool().acquire().await?;

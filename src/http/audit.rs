@@ -45,7 +45,7 @@ pub struct AuditQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 
@@ -64,6 +64,20 @@ async fn audit_log(
     staff: Staff,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    for (field, value, max) in [
+        ("actor", &query.actor, 200),
+        ("action", &query.action, 100),
+        ("object_type", &query.object_type, 100),
+        ("object_id", &query.object_id, 200),
+        ("request_id", &query.request_id, 100),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(ApiError::bad_request(
+                field,
+                format!("at most {max} characters"),
+            ));
+        }
+    }
     let page = PageParams {
         limit: query.limit,
         cursor: query.cursor.clone(),

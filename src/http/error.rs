@@ -192,7 +192,7 @@ impl From<Error> for ApiError {
 }
 
 fn unavailable(err: &Error) -> ApiError {
-    tracing::error!(error = %err, "database unavailable");
+    tracing::warn!(error = %err, "database unavailable");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",

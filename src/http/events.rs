@@ -51,6 +51,12 @@ async fn list_events(
     staff: Staff,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
+    if query.order_id.is_some_and(|id| id < 1) {
+        return Err(ApiError::bad_request(
+            "order_id",
+            "must be a positive order id",
+        ));
+    }
     let limit = match query.limit {
         None => 50,
         Some(l) if (1..=200).contains(&l) => l,

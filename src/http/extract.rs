@@ -169,12 +169,13 @@ impl RawBody {
         parse_json(&self.0)
     }
 
-    /// An optional JSON body: `None` when empty (or JSON `null`).
+    /// An optional JSON body: `None` when empty; when sent, it must be the object (not
+    /// `null`).
     pub fn parse_optional<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
         if is_blank(&self.0) {
             return Ok(None);
         }
-        parse_json::<Option<T>>(&self.0)
+        parse_json::<T>(&self.0).map(Some)
     }
 }
 
@@ -310,7 +311,8 @@ fn expected_list(message: &str) -> String {
 fn expected_in_words(expected: &str) -> String {
     let expected = expected.trim();
     let words = match expected {
-        "i8" | "i16" | "i32" | "i64" | "an integer" | "isize" => "a whole number",
+        // "a JSON number": the whole-number fields read a number first.
+        "i8" | "i16" | "i32" | "i64" | "an integer" | "isize" | "a JSON number" => "a whole number",
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, zero or more",
         "f32" | "f64" | "a number" => "a number",
         "a string" | "a borrowed string" | "string" | "a character" => "a string",

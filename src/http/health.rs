@@ -23,6 +23,13 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = String), (status = 503, body = Problem, content_type = "application/problem+json")))]
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if !state.ordo.db.is_ready() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no database primary is reachable",
+        ));
+    }
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.ordo.db.ping()).await;
     match ping {
         Ok(Ok(())) => Ok("ready"),

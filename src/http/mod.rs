@@ -108,7 +108,14 @@ impl AppState {
 #[openapi(
     info(title = "ordo", description = "Order and inventory service for online shops."),
     modifiers(&BearerAuth),
-    components(schemas(error::Problem, error::ProblemCode))
+    components(schemas(
+        error::Problem,
+        error::ProblemCode,
+        crate::domain::OrderStatus,
+        crate::events::EventType,
+        webhooks::DeliveryStatus,
+        payments::RefundRequiredTrue
+    ))
 )]
 struct ApiDoc;
 
@@ -200,8 +207,21 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What the annotations cannot say: a stock adjustment is never zero, and a line holds at
+/// most the configured units per order.
+fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> serde_json::Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["StockAdjustment"]["properties"]["delta"]["not"] = serde_json::json!({"const": 0});
+    if policy.max_units_per_order > 0 {
+        schemas["OrderLine"]["properties"]["quantity"]["maximum"] =
+            serde_json::json!(policy.max_units_per_order);
+    }
+    doc
+}
+
 /// The router and the OpenAPI document generated from it.
-pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+pub fn router(state: AppState) -> (Router, serde_json::Value) {
     crate::telemetry::metrics_handle();
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
@@ -220,6 +240,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     TruthfulDocument.modify(&mut doc);
+    let doc = finish_document(&doc, &state.ordo.policy);
     let spec = Arc::new(doc.clone());
     let app = api
         .route_layer(middleware::from_fn(mark_route))
@@ -372,7 +393,7 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 

@@ -41,6 +41,7 @@ pub struct OrderRequest {
     pub note: Option<String>,
     /// The customer the order is for: staff only, and required for staff.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::domain::whole::option")]
     pub user_id: Option<i64>,
 }
 
@@ -94,7 +95,7 @@ pub struct OrderQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 

@@ -47,7 +47,7 @@ pub struct RefundQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 

@@ -36,6 +36,7 @@ pub struct MovementPage {
 pub struct StockAdjustment {
     /// Units to add (positive) or remove (negative), not zero; never below zero stock.
     #[schema(minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::domain::whole::value")]
     pub delta: i64,
     /// Why, for the ledger (e.g. "delivery", "damaged").
     #[schema(

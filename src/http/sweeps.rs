@@ -15,8 +15,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Orders a dry run lists when no `limit` is given.
+/// Orders a dry run looks at when no `limit` is given.
 const DRY_RUN_LIMIT: u64 = 1000;
+/// Most orders a dry run's answer lists (its summary counts them all).
+const DRY_RUN_LISTED: usize = 10_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,9 +35,11 @@ pub struct SweepParams {
     /// Cancel orders unpaid for at least this many minutes. Default: the configured
     /// unpaid timeout.
     #[schema(minimum = 0, maximum = 525_600)]
+    #[serde(default, deserialize_with = "crate::domain::whole::option")]
     pub timeout_minutes: Option<u32>,
-    /// At most this many orders (a dry run: default 1000, at most 10000).
+    /// At most this many orders (a dry run: default 1000; it lists the first 10,000).
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "crate::domain::whole::option")]
     pub limit: Option<u64>,
 }
 
@@ -57,7 +61,7 @@ pub struct SweepPreview {
     pub summary: SweepSummary,
     /// The run's record: `GET /sweeps/{run_id}`.
     pub run_id: i64,
-    /// The orders it would cancel, oldest first (at most `limit`).
+    /// The orders it would cancel, oldest first (at most `limit`, and at most 10,000).
     pub orders: Vec<DueOrderView>,
 }
 
@@ -90,12 +94,6 @@ async fn run_sweep(
     if params.limit == Some(0) || params.limit.is_some_and(|l| l > 10_000_000) {
         return Err(ApiError::validation("limit", "between 1 and 10000000"));
     }
-    if params.dry_run && params.limit.is_some_and(|l| l > 10_000) {
-        return Err(ApiError::validation(
-            "limit",
-            "a dry run lists at most 10000 orders",
-        ));
-    }
     let request = SweepRequest {
         timeout_minutes: params
             .timeout_minutes
@@ -120,7 +118,7 @@ async fn run_sweep(
                 &request,
                 &std::sync::atomic::AtomicBool::new(false),
                 |order, outcome| {
-                    if *outcome == OrderOutcome::WouldCancel {
+                    if *outcome == OrderOutcome::WouldCancel && orders.len() < DRY_RUN_LISTED {
                         orders.push(DueOrderView {
                             id: order.id,
                             number: order.number.clone(),

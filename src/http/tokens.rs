@@ -35,11 +35,8 @@ pub struct TokenRequest {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     pub name: String,
-    /// A new user with this role. Give either `role` or `user_id`.
-    pub role: Option<RoleName>,
-    /// Another token for this existing user.
-    #[schema(minimum = 1)]
-    pub user_id: Option<i64>,
+    /// The new user's role.
+    pub role: RoleName,
     /// How long it lives, such as `90d`, `12h`, `30m`, `2w`; omitted: until revoked.
     #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]$", example = "90d")]
     pub expires_in: Option<String>,
@@ -59,7 +56,7 @@ pub struct TokenPage {
     pub next_cursor: Option<String>,
 }
 
-/// Issue a token (staff): for a new user with `role`, or another one for `user_id`.
+/// Issue a token (staff) for a new user with `role`. The token is in the answer only.
 #[utoipa::path(post, path = "/tokens", tag = "tokens", request_body = TokenRequest,
     security(("bearer" = [])),
     responses((status = 201, body = IssuedToken), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -76,11 +73,11 @@ async fn issue_token(
         .transpose()?;
     let new = NewToken {
         name: request.name,
-        role: request.role.map(|r| match r {
+        role: Some(match request.role {
             RoleName::Customer => UserRole::Customer,
             RoleName::Staff => UserRole::Staff,
         }),
-        user_id: request.user_id,
+        user_id: None,
         expires_in,
     };
     let (info, token) = state.ordo.issue_token(staff.actor(), &new).await?;
@@ -112,8 +109,8 @@ async fn list_tokens(
     Ok(Json(TokenPage { items, next_cursor }))
 }
 
-/// Revoke a token (staff): refused with 401 from the next request on. Revoking it again is
-/// 409.
+/// Revoke a token (staff): refused with 401 from the next request on. Revoking it again,
+/// or revoking the token this request is made with, is 409.
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "tokens", params(("id" = i64, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = TokenInfo), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
@@ -122,5 +119,11 @@ async fn revoke_token(
     staff: Staff,
     Id(id): Id,
 ) -> Result<Json<TokenInfo>, ApiError> {
+    if id == staff.0.token_id {
+        return Err(crate::Error::Conflict(
+            "this is the token you are calling with; revoke it with another staff token or `ordo token revoke`".to_owned(),
+        )
+        .into());
+    }
     Ok(Json(state.ordo.revoke_token(staff.actor(), id).await?))
 }

@@ -28,7 +28,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
     /// Where events are posted: https, and not a private address.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^https?://((([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}))(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(\\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+    )]
     pub url: String,
     /// The types it receives; omitted: every type.
     #[schema(min_items = 1)]
@@ -46,7 +50,11 @@ pub struct EndpointRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointChange {
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^https?://((([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?)|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}))(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(\\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+    )]
     pub url: Option<String>,
     /// The types it receives; `null`: every type.
     #[serde(default, deserialize_with = "some_or_null")]
@@ -134,7 +142,7 @@ pub struct DeliveryQuery {
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 
@@ -290,6 +298,14 @@ async fn list_deliveries(
         cursor: query.cursor.clone(),
     };
     let limit = page.limit()?;
+    for (field, value) in [
+        ("endpoint_id", query.endpoint_id),
+        ("order_id", query.order_id),
+    ] {
+        if value.is_some_and(|id| id < 1) {
+            return Err(ApiError::bad_request(field, "must be a positive id"));
+        }
+    }
     let filter = DeliveryFilter {
         endpoint_id: query.endpoint_id,
         status: query.status.map(|s| s.as_str().to_owned()),

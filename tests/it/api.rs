@@ -18,11 +18,20 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |state| state).await
+    }
+
+    /// A server whose state `configure` adjusts (a rate limit, say).
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> TestApp {
         let shop = TestShop::new(backend).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut state = AppState::new(shop.ordo.clone()).with_webhook_secret(SECRET);
         state.sweep_batch_size = 100;
+        let state = configure(state);
         tokio::spawn(ordo::http::serve(listener, state, std::future::pending()));
         TestApp {
             shop,
@@ -96,6 +105,33 @@ impl TestApp {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         panic!("the sweep did not finish");
+    }
+
+    /// Sends `body` as it is (JSON content type when not empty); the answer as JSON.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if !body.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(!status.is_server_error(), "5xx: {text}");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn staff(&self) -> Option<&str> {

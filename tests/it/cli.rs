@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 on_both_databases!(
     migrate_twice_token_demo_and_check,
     check_exits_one_with_findings,
+    tokens_runs_audit_and_events_from_the_command_line,
 );
 
 fn ordo(url: &str, args: &[&str]) -> Output {
@@ -87,6 +88,24 @@ fn bad_configuration_exits_two() {
     let out = ordo("mysql://nope", &["check"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unsupported database URL"));
+    for (url, says) in [
+        ("postgres://u:pw@h1,,h2/ordo", "host 2: is empty"),
+        ("postgres://h1:5432,h2:99999/ordo", "host 2: port \"99999\""),
+        (
+            "postgres://h1,h2/ordo?target_session_attrs=standby",
+            "not supported",
+        ),
+        ("sqlite://one.db,two.db", "only for postgres"),
+    ] {
+        let out = ordo(url, &["check"]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("pw@"),
+            "the password stays hidden: {stderr}"
+        );
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(["frobnicate"])
         .output()
@@ -144,4 +163,139 @@ fn simulate_payment_signs_what_the_webhook_checks() {
         Some(2),
         "no secret is a configuration error"
     );
+}
+
+async fn tokens_runs_audit_and_events_from_the_command_line(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let url = &shop.database.url;
+    let out = ordo(
+        url,
+        &[
+            "token",
+            "create",
+            "--name",
+            "frontend",
+            "--role",
+            "customer",
+            "--expires-in",
+            "90d",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("expires"), "{stdout}");
+    let token = stdout.lines().last().unwrap().trim().to_owned();
+    let created = shop.count("SELECT MAX(id) FROM api_tokens").await;
+    // Listed without the token, with its expiry.
+    let out = ordo(url, &["token", "list"]);
+    let listing = text(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        listing.contains("frontend") && !listing.contains(&token[5..]),
+        "{listing}"
+    );
+    let out = ordo(url, &["token", "list", "--json"]);
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = rows.iter().find(|r| r["name"] == "frontend").unwrap();
+    assert!(row["expires_at"].is_string());
+    assert_eq!(row["state"], "active");
+    // Revoked from the command line: refused at once.
+    let out = ordo(url, &["token", "revoke", &created.to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(matches!(
+        shop.ordo.authenticate(&token).await,
+        Err(ordo::Error::Unauthorized { .. })
+    ));
+    assert_eq!(
+        ordo(url, &["token", "revoke", &created.to_string()])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        ordo(
+            url,
+            &[
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "staff",
+                "--expires-in",
+                "5x"
+            ]
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(
+        ordo(url, &["token", "create", "--name", "x"]).status.code(),
+        Some(2),
+        "a role or a user"
+    );
+
+    // A sweep from the command line is a recorded run, by the operator.
+    let p = shop.product(5, 100).await;
+    shop.order(&[(p.id, 1)]).await;
+    let now = ordo::domain::format_rfc3339(crate::helpers::T0 + 31 * crate::helpers::MINUTE);
+    let out = ordo(url, &["cancel-unpaid-orders", "--now", &now]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = ordo(url, &["sweeps", "list", "--json"]);
+    let runs: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs[0]["trigger"], "cli");
+    assert!(runs[0]["actor"].as_str().unwrap().starts_with("cli"));
+    assert_eq!(runs[0]["cancelled"], 1);
+    assert_eq!(runs[0]["state"], "finished");
+    assert!(text(&ordo(url, &["sweeps", "list"]).stdout).contains("cli"));
+    // The operator's actions are audited.
+    let out = ordo(url, &["audit", "list", "--json"]);
+    let actions: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for action in ["token.create", "token.revoke", "sweep.run"] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+    // The event log, as JSON lines.
+    let out = ordo(url, &["events", "tail", "--after", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let kinds: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["order.created", "order.expired"]);
+    let out = ordo(
+        url,
+        &["events", "tail", "--type", "order.expired", "--after", "0"],
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    assert_eq!(
+        ordo(url, &["events", "tail", "--type", "order.gone"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = ordo(url, &["webhooks", "list"]);
+    assert!(out.status.success());
 }

@@ -167,6 +167,8 @@ pub fn test_policy() -> Policy {
     Policy {
         max_pending_orders_per_customer: 0,
         max_units_per_order: 0,
+        // Test receivers listen on loopback.
+        webhook_allow_private: true,
         ..Policy::default()
     }
 }
@@ -262,6 +264,29 @@ impl TestShop {
                 payment_id: placed.payment.id,
                 status: ProviderStatus::Succeeded,
                 amount_cents: placed.payment.amount_cents,
+            })
+            .await
+            .expect("payment event")
+    }
+
+    /// Pays an order through its open payment, as the provider would.
+    pub async fn pay_order(&self, order_id: i64) -> EventOutcome {
+        let order = self
+            .ordo
+            .order(self.staff(), order_id)
+            .await
+            .expect("order");
+        let payment = order
+            .payments
+            .iter()
+            .find(|p| p.status == ordo::domain::PaymentStatus::Pending)
+            .expect("an open payment");
+        self.ordo
+            .apply_provider_event(&ProviderEvent {
+                event_id: format!("evt-{}-{}", payment.id, rand_suffix()),
+                payment_id: payment.id,
+                status: ProviderStatus::Succeeded,
+                amount_cents: payment.amount_cents,
             })
             .await
             .expect("payment event")

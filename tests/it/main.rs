@@ -3,16 +3,23 @@
 mod helpers;
 
 mod api;
+mod broker;
 mod check;
 mod cli;
 mod console;
+mod events;
+mod failover;
+mod flash;
 mod fuzz;
 mod inventory;
 mod lifecycle;
+mod limits;
 mod payments;
 mod placement;
 mod races;
+mod receiver;
 mod security;
+mod seed;
 mod service;
 mod sweep;
 mod workload;

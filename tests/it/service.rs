@@ -8,7 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-on_both_databases!(sigkill_mid_sweep_loses_nothing_and_releases_nothing_twice);
+on_both_databases!(
+    sigkill_mid_sweep_loses_nothing_and_releases_nothing_twice,
+    a_sweep_started_over_http_answers_at_once_and_records_its_run,
+);
 
 fn ordo_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ordo"))
@@ -421,4 +424,154 @@ async fn postgres_restart_is_survived() {
     let report = fresh.check().await.unwrap();
     assert!(report.is_clean(), "{:?}", report.findings);
     fresh.db.close().await;
+}
+
+/// Starts `ordo serve` on a free port for `shop`'s database; returns it with its base URL
+/// once it answers.
+pub(crate) async fn serve(shop: &TestShop, env: &[(&str, &str)]) -> (Child, String) {
+    serve_on(shop, &free_port().to_string(), env).await
+}
+
+/// [`serve`] on a given port (to restart a server where its clients expect it).
+pub(crate) async fn serve_on(shop: &TestShop, port: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let mut command = ordo_bin();
+    command
+        .args([
+            "serve",
+            "--no-scheduler",
+            "--no-dispatch",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ORDO_DATABASE_URL", &shop.database.url)
+        .env("ORDO_LOG", "warn")
+        .env("ORDO_RATE_LIMIT_PER_SECOND", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start ordo serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = crate::helpers::client();
+    for _ in 0..300 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("ordo serve did not start");
+}
+
+async fn a_sweep_started_over_http_answers_at_once_and_records_its_run(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let n = 50_000;
+    // Created a day ago: all due now.
+    crate::seed::due_orders(
+        &shop,
+        backend,
+        n,
+        chrono::Utc::now().timestamp_millis() - 86_400_000,
+    )
+    .await;
+    let client = crate::helpers::client();
+    let start = |base: String| {
+        let client = client.clone();
+        let token = shop.staff_token.clone();
+        async move {
+            let started = Instant::now();
+            let response = client
+                .post(format!("{base}/api/v1/sweeps"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("POST /sweeps");
+            let took = started.elapsed();
+            assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+            let location = response.headers()["location"].to_str().unwrap().to_owned();
+            (took, format!("{base}{location}"))
+        }
+    };
+    let run = |url: String| {
+        let client = client.clone();
+        let token = shop.staff_token.clone();
+        async move {
+            client
+                .get(url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("GET run")
+                .json::<serde_json::Value>()
+                .await
+                .expect("run json")
+        }
+    };
+
+    // Small batches, so that the run is still going when SIGTERM comes.
+    let (mut server, base) = serve(&shop, &[("ORDO_SWEEP_BATCH_SIZE", "50")]).await;
+    let (took, location) = start(base).await;
+    assert!(took < Duration::from_secs(1), "202 took {took:?}");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let record = run(location.clone()).await;
+        if record["found"].as_i64().unwrap_or(0) > 0 || Instant::now() > until {
+            assert_eq!(record["state"], "running", "{record}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&server, libc::SIGTERM);
+    let exit = wait_exit(&mut server, Duration::from_secs(30)).expect("ordo serve stops");
+    assert!(exit.success(), "{exit}");
+    let id = location.rsplit('/').next().unwrap().parse::<i64>().unwrap();
+    let stopped = shop.ordo.sweep_run(shop.staff(), id).await.unwrap();
+    assert_eq!(stopped.state, "stopped", "{stopped:?}");
+    assert_eq!(
+        stopped.stopped_reason.as_deref(),
+        Some("shutdown requested")
+    );
+    assert!(stopped.finished_at.is_some());
+    let cancelled = shop
+        .count("SELECT COUNT(*) FROM orders WHERE status = 'cancelled'")
+        .await;
+    assert!(cancelled > 0 && cancelled < n, "{cancelled}");
+    assert_eq!(
+        stopped.cancelled, cancelled,
+        "the record tells what was done"
+    );
+    shop.assert_check_clean().await;
+
+    // A new run finishes the rest, and its record ends with the true summary.
+    let (mut server, base) = serve(&shop, &[]).await;
+    let (took, location) = start(base).await;
+    assert!(took < Duration::from_secs(1), "202 took {took:?}");
+    let until = Instant::now() + Duration::from_secs(120);
+    let record = loop {
+        let record = run(location.clone()).await;
+        if record["state"] != "running" || Instant::now() > until {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(record["state"], "finished", "{record}");
+    assert_eq!(record["trigger"], "api");
+    assert_eq!(record["cancelled"], n - cancelled);
+    assert_eq!(record["units_released"], n - cancelled);
+    assert_eq!(record["errors"], 0);
+    signal(&server, libc::SIGTERM);
+    wait_exit(&mut server, Duration::from_secs(30)).expect("ordo serve stops");
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
+            .await,
+        0
+    );
+    shop.assert_check_clean().await;
 }

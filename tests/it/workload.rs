@@ -63,6 +63,9 @@ pub struct Report {
     pub unacknowledged_adjustments: u64,
     /// event id -> outcomes the webhook answered.
     pub event_outcomes: HashMap<String, Vec<String>>,
+    /// Staff actions: (request id, audit action), acknowledged or not.
+    pub staff_actions: Vec<(String, &'static str)>,
+    pub unacknowledged_staff_actions: Vec<(String, &'static str)>,
 }
 
 #[derive(Clone)]
@@ -108,6 +111,8 @@ impl Server {
             .env("ORDO_MAX_PENDING_ORDERS_PER_CUSTOMER", "0")
             .env("ORDO_MAX_UNITS_PER_ORDER", "0")
             .env("ORDO_RATE_LIMIT_PER_SECOND", "0")
+            .env("ORDO_WEBHOOK_ALLOW_PRIVATE", "true")
+            .env("ORDO_WEBHOOK_TIMEOUT_SECONDS", "2")
             .env("ORDO_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -197,6 +202,20 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
             .unwrap();
     }
 
+    // Every event goes to a receiver that checks its signature.
+    let receiver = crate::receiver::Receiver::start().await;
+    let (_, secret) = setup
+        .create_endpoint(
+            staff.actor(),
+            &ordo::events::endpoints::NewEndpoint {
+                url: receiver.url.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    receiver.trust(&secret);
+
     let port = free_port();
     let server = Arc::new(tokio::sync::Mutex::new(Server::start(&database.url, port)));
     server.lock().await.wait_ready().await;
@@ -269,7 +288,7 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
             s.spawn();
             s.wait_ready().await;
         }
-        let (status, _) = call(
+        let (status, run) = call(
             &client,
             reqwest::Method::POST,
             &format!("{base}/api/v1/sweeps"),
@@ -282,6 +301,33 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
             Some(202),
             "a real sweep over HTTP answers 202 and runs on"
         );
+        // It finishes, and every event reaches the receiver.
+        let until = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (_, record) = call(
+                &client,
+                reqwest::Method::GET,
+                &format!("{base}/api/v1/sweeps/{}", run["id"]),
+                &staff_token,
+                None,
+            )
+            .await;
+            let undelivered: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE status <> 'succeeded'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if record["state"] == "finished" && undelivered == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "seed {}: sweep {record} and {undelivered} deliveries still open",
+                plan.seed
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let exit = s.terminate().expect("server was running");
         assert!(
             exit.success(),
@@ -290,6 +336,7 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
     }
     let report = std::mem::take(&mut shared.lock().unwrap().report);
     check_invariants(&db, &report, plan).await;
+    check_events_and_audit(&db, &report, plan, &receiver).await;
     db.close().await;
     drop(database);
     report
@@ -302,7 +349,21 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> (Option<u16>, Value) {
+    call_as(client, method, url, token, body, None).await
+}
+
+async fn call_as(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+    request_id: Option<&str>,
+) -> (Option<u16>, Value) {
     let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(id) = request_id {
+        request = request.header("x-request-id", id);
+    }
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -335,6 +396,7 @@ async fn one_operation(
     staff: &str,
 ) {
     let roll = rng.random_range(0..100);
+    let request_id = format!("wl-{c}-{n}");
     let known = {
         let s = shared.lock().unwrap();
         (!s.orders.is_empty()).then(|| s.orders[rng.random_range(0..s.orders.len())].clone())
@@ -422,30 +484,37 @@ async fn one_operation(
             ("replay_webhook", status, answer)
         }
         (60..68, Some(o)) => {
-            let token = if rng.random_bool(0.5) {
-                &customers[o.customer]
-            } else {
+            let by_staff = rng.random_bool(0.5);
+            let token = if by_staff {
                 staff
+            } else {
+                &customers[o.customer]
             };
-            let (s, b) = call(
+            let (s, b) = call_as(
                 client,
                 post,
                 &format!("{base}/api/v1/orders/{}/cancel", o.id),
                 token,
                 Some(json!({"reason": "workload"})),
+                by_staff.then_some(request_id.as_str()),
             )
             .await;
+            if by_staff {
+                staff_action(shared, &request_id, "order.cancel", s);
+            }
             ("cancel", s, b)
         }
         (68..76, Some(o)) => {
-            let (s, b) = call(
+            let (s, b) = call_as(
                 client,
                 post,
                 &format!("{base}/api/v1/orders/{}/ship", o.id),
                 staff,
                 Some(json!({"carrier": "DHL", "tracking_number": format!("T{n}")})),
+                Some(&request_id),
             )
             .await;
+            staff_action(shared, &request_id, "order.ship", s);
             ("ship", s, b)
         }
         (76..82, Some(o)) => {
@@ -471,25 +540,29 @@ async fn one_operation(
             ("request_refund", s, b)
         }
         (87..91, Some(o)) => {
-            let (s, b) = call(
+            let (s, b) = call_as(
                 client,
                 post,
                 &format!("{base}/api/v1/orders/{}/refund/approve", o.id),
                 staff,
                 None,
+                Some(&request_id),
             )
             .await;
+            staff_action(shared, &request_id, "order.refund_approve", s);
             ("approve_refund", s, b)
         }
         (91..94, Some(o)) => {
-            let (s, b) = call(
+            let (s, b) = call_as(
                 client,
                 post,
                 &format!("{base}/api/v1/orders/{}/refund/reject", o.id),
                 staff,
                 None,
+                Some(&request_id),
             )
             .await;
+            staff_action(shared, &request_id, "order.refund_reject", s);
             ("reject_refund", s, b)
         }
         (94..98, Some(_)) => {
@@ -499,14 +572,16 @@ async fn one_operation(
                 -rng.random_range(1..=10)
             };
             let product = rng.random_range(1..=PRODUCTS);
-            let (s, b) = call(
+            let (s, b) = call_as(
                 client,
                 post,
                 &format!("{base}/api/v1/products/{product}/stock-adjustments"),
                 staff,
                 Some(json!({"delta": delta, "reason": "workload"})),
+                Some(&request_id),
             )
             .await;
+            staff_action(shared, &request_id, "stock.adjust", s);
             let mut sh = shared.lock().unwrap();
             match s {
                 Some(200) => sh.report.acknowledged_adjustments += 1,
@@ -516,14 +591,16 @@ async fn one_operation(
             ("adjust_stock", s, b)
         }
         (_, Some(_)) => {
-            let (s, b) = call(
+            let (s, b) = call_as(
                 client,
                 post,
                 &format!("{base}/api/v1/sweeps"),
                 staff,
                 Some(json!({"timeout_minutes": 0})),
+                Some(&request_id),
             )
             .await;
+            staff_action(shared, &request_id, "sweep.run", s);
             ("sweep", s, b)
         }
     };
@@ -541,6 +618,106 @@ async fn one_operation(
         }
         None => s.report.connection_errors += 1,
     }
+}
+
+/// Notes a staff action: acknowledged (2xx) ones must have exactly one audit row, those
+/// whose answer was lost at most one; refused ones none.
+fn staff_action(
+    shared: &Arc<Mutex<Shared>>,
+    request_id: &str,
+    action: &'static str,
+    status: Option<u16>,
+) {
+    let mut s = shared.lock().unwrap();
+    match status {
+        Some(code) if (200..300).contains(&code) => {
+            s.report.staff_actions.push((request_id.to_owned(), action))
+        }
+        None => s
+            .report
+            .unacknowledged_staff_actions
+            .push((request_id.to_owned(), action)),
+        Some(_) => s
+            .report
+            .unacknowledged_staff_actions
+            .push((request_id.to_owned(), "refused")),
+    }
+}
+
+/// Every committed change has exactly one event (`ordo check` holds that), every event
+/// reached the receiver at least once with its signature verified and every duplicate
+/// the same, and every acknowledged staff action has exactly one audit row.
+async fn check_events_and_audit(
+    db: &Db,
+    report: &Report,
+    plan: Plan,
+    receiver: &crate::receiver::Receiver,
+) {
+    let seed = plan.seed;
+    let pool = db.pool();
+    let events: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut bodies: HashMap<String, String> = HashMap::new();
+    for r in receiver.received() {
+        assert_eq!(
+            r.verified_by,
+            [0],
+            "seed {seed}: a signature did not verify"
+        );
+        let seen = bodies
+            .entry(r.webhook_id.clone())
+            .or_insert_with(|| r.raw.clone());
+        assert_eq!(
+            seen, &r.raw,
+            "seed {seed}: {} came twice, differently",
+            r.webhook_id
+        );
+    }
+    let delivered: HashSet<String> = receiver
+        .accepted()
+        .into_iter()
+        .map(|r| r.webhook_id)
+        .collect();
+    let missing: Vec<_> = events.iter().filter(|e| !delivered.contains(*e)).collect();
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: events never delivered: {missing:?}"
+    );
+
+    let audited: Vec<(String, String)> =
+        sqlx::query_as("SELECT request_id, action FROM audit_log WHERE request_id LIKE 'wl-%'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let mut rows: HashMap<String, Vec<String>> = HashMap::new();
+    for (request, action) in audited {
+        rows.entry(request).or_default().push(action);
+    }
+    for (request, action) in &report.staff_actions {
+        assert_eq!(
+            rows.get(request).map(Vec::as_slice),
+            Some(&[action.to_string()][..]),
+            "seed {seed}: acknowledged {request} ({action})"
+        );
+    }
+    for (request, _) in &report.unacknowledged_staff_actions {
+        assert!(
+            rows.get(request).is_none_or(|r| r.len() <= 1),
+            "seed {seed}: {request}"
+        );
+    }
+    let known: HashSet<&String> = report
+        .staff_actions
+        .iter()
+        .chain(&report.unacknowledged_staff_actions)
+        .map(|(r, _)| r)
+        .collect();
+    assert!(
+        rows.keys().all(|r| known.contains(r)),
+        "seed {seed}: audit rows for requests that were never made"
+    );
 }
 
 async fn webhook(client: &reqwest::Client, base: &str, body: &str) -> (Option<u16>, Value) {
