@@ -101,6 +101,29 @@ const CHECKS: &[(&str, &str)] = &[
         "order_has_items",
         "SELECT o.id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
     ),
+    (
+        "status_counters_match_orders",
+        "SELECT status, CAST(SUM(counted) AS BIGINT) AS counted, CAST(SUM(actual) AS BIGINT) AS actual FROM (
+           SELECT status, n AS counted, 0 AS actual FROM order_status_counts
+           UNION ALL
+           SELECT status, 0, COUNT(*) FROM orders GROUP BY status
+         ) c GROUP BY status HAVING SUM(counted) <> SUM(actual)",
+    ),
+    (
+        "day_totals_match_orders",
+        "SELECT day, currency, CAST(SUM(placed) AS BIGINT) AS placed, CAST(SUM(placed_actual) AS BIGINT) AS placed_actual,
+                CAST(SUM(paid_cents) AS BIGINT) AS paid_cents, CAST(SUM(paid_cents_actual) AS BIGINT) AS paid_cents_actual
+         FROM (
+           SELECT day, currency, placed, 0 AS placed_actual, paid, 0 AS paid_actual, paid_cents, 0 AS paid_cents_actual
+           FROM order_day_totals
+           UNION ALL
+           SELECT created_at / 86400000, currency, 0, 1, 0, 0, 0, 0 FROM orders
+           UNION ALL
+           SELECT paid_at / 86400000, currency, 0, 0, 0, 1, 0, total_cents FROM orders WHERE paid_at IS NOT NULL
+         ) d GROUP BY day, currency
+         HAVING SUM(placed) <> SUM(placed_actual) OR SUM(paid) <> SUM(paid_actual)
+             OR SUM(paid_cents) <> SUM(paid_cents_actual)",
+    ),
 ];
 
 fn describe(row: &sqlx::any::AnyRow) -> String {

@@ -605,6 +605,98 @@ impl Ordo {
     }
 }
 
+/// Orders a preview lists; its counts and units cover the whole due set.
+pub const PREVIEW_ORDERS: i64 = 200;
+
+pub use crate::db::sweep::DueFingerprint;
+
+/// A dry run as the console shows it: the due set as of `now`, identified by its
+/// fingerprint, the first [`PREVIEW_ORDERS`] orders and the units per product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepPreview {
+    pub now: Millis,
+    pub timeout_minutes: u32,
+    pub cutoff: Millis,
+    pub fingerprint: DueFingerprint,
+    pub orders: Vec<DueOrder>,
+    /// (product id, sku, name, units) over the whole due set.
+    pub units: Vec<(i64, String, String, i64)>,
+}
+
+impl SweepPreview {
+    pub fn total_units(&self) -> i64 {
+        self.units.iter().map(|(_, _, _, u)| u).sum()
+    }
+}
+
+/// What asking to run a previewed sweep did.
+#[derive(Debug, Clone)]
+pub enum PreviewedRun {
+    /// The due set was still the previewed one: it was swept.
+    Ran(Box<(SweepRun, SweepSummary)>),
+    /// The due set changed: nothing was done; here is the fresh preview.
+    Changed(SweepPreview),
+}
+
+impl Ordo {
+    /// What a sweep with this timeout would cancel now (staff). Changes nothing and records
+    /// no run.
+    pub async fn preview_sweep(&self, actor: Actor, timeout_minutes: u32) -> Result<SweepPreview> {
+        crate::inventory::require_staff(actor)?;
+        let now = self.clock.now();
+        let cutoff = now - i64::from(timeout_minutes) * 60_000;
+        let mut conn = self.db.pool().acquire().await?;
+        let fingerprint = queries::due_fingerprint(&mut conn, cutoff, now).await?;
+        let orders = queries::next_due(
+            &mut conn,
+            self.db.dialect(),
+            cutoff,
+            now,
+            Cursor::start(),
+            PREVIEW_ORDERS,
+            false,
+        )
+        .await?;
+        let units = queries::due_units_per_product(&mut conn, cutoff, now).await?;
+        Ok(SweepPreview {
+            now,
+            timeout_minutes,
+            cutoff,
+            fingerprint,
+            orders,
+            units,
+        })
+    }
+
+    /// Runs the sweep a preview showed, only if the orders due now are still exactly the
+    /// previewed ones (same fingerprint); otherwise changes nothing and returns the fresh
+    /// preview. The run is recorded like any other, capped at the previewed count.
+    pub async fn run_previewed_sweep(
+        &self,
+        actor: Actor,
+        trigger: SweepTrigger,
+        timeout_minutes: u32,
+        batch_size: u32,
+        previewed: DueFingerprint,
+    ) -> Result<PreviewedRun> {
+        let fresh = self.preview_sweep(actor, timeout_minutes).await?;
+        if fresh.fingerprint != previewed {
+            return Ok(PreviewedRun::Changed(fresh));
+        }
+        let request = SweepRequest {
+            timeout_minutes,
+            dry_run: false,
+            batch_size,
+            limit: Some(previewed.count.max(0) as u64),
+            now: Some(fresh.now),
+        };
+        let ran = self
+            .run_sweep(actor, trigger, &request, &AtomicBool::new(false), |_, _| {})
+            .await?;
+        Ok(PreviewedRun::Ran(Box::new(ran)))
+    }
+}
+
 /// `order.expired`, as the batch path and the per-order path both write it.
 pub(crate) fn expired_event(details: &OrderDetails, seq: i64) -> NewEvent {
     NewEvent::order(

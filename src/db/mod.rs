@@ -2,6 +2,7 @@
 //! SQLite and PostgreSQL. Where the two differ, the difference lives in [`Dialect`].
 
 pub mod audit;
+pub mod console;
 mod dialect;
 pub mod events;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod payments;
 pub mod placement;
 pub mod products;
 pub mod reminders;
+pub mod sessions;
 pub mod sweep;
 pub mod sweep_runs;
 pub mod users;

@@ -300,3 +300,53 @@ async fn cancel_batch_postgres(
     .await?;
     Ok(CancelledBatch { orders, returned })
 }
+
+/// What identifies a due set without listing it: how many, the smallest and largest id, and
+/// the sum of the ids. A preview carries it; a run goes ahead only while it still matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DueFingerprint {
+    pub count: i64,
+    pub min_id: i64,
+    pub max_id: i64,
+    pub id_sum: i64,
+}
+
+pub async fn due_fingerprint(
+    conn: &mut Conn,
+    cutoff: Millis,
+    now: Millis,
+) -> Result<DueFingerprint> {
+    let (count, min_id, max_id, id_sum): (i64, i64, i64, i64) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*), CAST(COALESCE(MIN(o.id), 0) AS BIGINT), CAST(COALESCE(MAX(o.id), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(o.id), 0) AS BIGINT)
+             FROM orders o WHERE {DUE}"
+        )))
+        .bind(cutoff)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(DueFingerprint {
+        count,
+        min_id,
+        max_id,
+        id_sum,
+    })
+}
+
+/// Units the due orders hold, per product: (product id, sku, name, units).
+pub async fn due_units_per_product(
+    conn: &mut Conn,
+    cutoff: Millis,
+    now: Millis,
+) -> Result<Vec<(i64, String, String, i64)>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, p.sku, p.name, CAST(SUM(i.quantity) AS BIGINT)
+         FROM orders o JOIN order_items i ON i.order_id = o.id JOIN products p ON p.id = i.product_id
+         WHERE {DUE} GROUP BY p.id, p.sku, p.name ORDER BY p.id"
+    )))
+    .bind(cutoff)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?)
+}

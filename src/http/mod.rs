@@ -245,6 +245,7 @@ pub fn router(state: AppState) -> (Router, serde_json::Value) {
     let app = api
         .route_layer(middleware::from_fn(mark_route))
         .route("/metrics", axum::routing::get(metrics))
+        .merge(crate::console::router())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

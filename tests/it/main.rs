@@ -6,6 +6,7 @@ mod api;
 mod broker;
 mod check;
 mod cli;
+mod console;
 mod events;
 mod failover;
 mod flash;

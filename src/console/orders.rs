@@ -1,0 +1,699 @@
+//! Orders: the list (status tabs with counts, filters, search by number, cursor paging, a
+//! streamed CSV export of the current filter), one order (items, payments, one timeline of
+//! history, events and webhook deliveries) and the moves staff may make from it, through
+//! the same library calls as the API.
+
+use super::i18n::{Lang, Texts, fill};
+use super::session::Console;
+use super::{
+    Chrome, Nav, PageResult, error_status, filled, next_page, query_value, render_with,
+    status_label, whole_number,
+};
+use crate::domain::lifecycle::{self, Role};
+use crate::domain::{Millis, Order, OrderStatus, PaymentStatus, format_rfc3339};
+use crate::error::Error;
+use crate::orders::TransitionInput;
+use crate::reports::{Happening, OrderSearch};
+use askama::Template;
+use axum::body::{Body, Bytes};
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect};
+
+/// Orders per page.
+const PAGE: i64 = 50;
+/// Orders per database round trip of the CSV export.
+const EXPORT_CHUNK: i64 = 1000;
+
+/// The list's query: every field as typed, checked by [`Filters::search`].
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct Filters {
+    status: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    customer: Option<String>,
+    product: Option<String>,
+    q: Option<String>,
+    before: Option<String>,
+}
+
+fn day_start(field: &str, value: &Option<String>) -> Result<Option<Millis>, Error> {
+    filled(value)
+        .map(|v| {
+            chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_millis())
+                .ok_or_else(|| Error::validation(field, "must be a date, such as 2026-11-29"))
+        })
+        .transpose()
+}
+
+impl Filters {
+    fn search(&self, limit: i64) -> Result<OrderSearch, Error> {
+        let status = filled(&self.status)
+            .map(|s| {
+                s.parse::<OrderStatus>()
+                    .map_err(|_| Error::validation("status", "unknown status"))
+            })
+            .transpose()?;
+        let before = filled(&self.before)
+            .map(|c| {
+                c.split_once('.')
+                    .and_then(|(at, id)| Some((at.parse().ok()?, id.parse().ok()?)))
+                    .ok_or_else(|| Error::validation("before", "not a cursor of this list"))
+            })
+            .transpose()?;
+        Ok(OrderSearch {
+            status,
+            user_id: whole_number("customer", &self.customer)?,
+            product_id: whole_number("product", &self.product)?,
+            created_from: day_start("from", &self.from)?,
+            // The whole of the last day is included.
+            created_until: day_start("until", &self.until)?.map(|d| d + 86_400_000),
+            before,
+            limit,
+        })
+    }
+
+    /// The query string of these filters, without the status, cursor and search.
+    fn others(&self) -> String {
+        [
+            ("from", &self.from),
+            ("until", &self.until),
+            ("customer", &self.customer),
+            ("product", &self.product),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| filled(v).map(|v| format!("&{k}={}", query_value(v))))
+        .collect()
+    }
+
+    fn status_query(&self) -> String {
+        filled(&self.status).map_or(String::new(), |s| format!("&status={}", query_value(s)))
+    }
+}
+
+struct Tab {
+    href: String,
+    label: &'static str,
+    count: String,
+    current: bool,
+}
+
+pub struct OrderRow {
+    id: i64,
+    number: String,
+    status: &'static str,
+    status_key: &'static str,
+    customer: i64,
+    total: String,
+    created: String,
+    created_iso: String,
+}
+
+fn order_row(lang: Lang, order: &Order) -> OrderRow {
+    OrderRow {
+        id: order.id,
+        number: order.number.clone(),
+        status: status_label(lang.texts(), order.status),
+        status_key: order.status.as_str(),
+        customer: order.user_id,
+        total: lang.money(order.total_cents, &order.currency),
+        created: lang.datetime(order.created_at),
+        created_iso: format_rfc3339(order.created_at),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/orders.html")]
+struct ListPage {
+    c: Chrome,
+    tabs: Vec<Tab>,
+    status: String,
+    from: String,
+    until: String,
+    customer: String,
+    product: String,
+    q: String,
+    rows: Vec<OrderRow>,
+    next: Option<String>,
+    first: Option<String>,
+    csv: String,
+}
+
+pub async fn list(
+    console: Console,
+    axum::extract::Query(filters): axum::extract::Query<Filters>,
+) -> PageResult {
+    if let Some(number) = filled(&filters.q) {
+        match console.ordo.order_by_number(console.actor(), number).await {
+            Ok(order) => {
+                return Ok(Redirect::to(&format!("/console/orders/{}", order.id)).into_response());
+            }
+            Err(Error::NotFound { .. }) => {
+                let message = fill(console.t().order_not_found, &[("number", number)]);
+                return list_page(&console, &filters, Some(message), StatusCode::NOT_FOUND).await;
+            }
+            Err(err) => return Err(console.fail(err)),
+        }
+    }
+    list_page(&console, &filters, None, StatusCode::OK).await
+}
+
+async fn list_page(
+    console: &Console,
+    filters: &Filters,
+    error: Option<String>,
+    status: StatusCode,
+) -> PageResult {
+    let t = console.t();
+    let lang = console.lang;
+    let counts = console
+        .ordo
+        .order_status_counts(console.actor())
+        .await
+        .map_err(|e| console.fail(e))?;
+    let (rows, next, error, status) = match filters.search(PAGE) {
+        Ok(search) => {
+            let orders = console
+                .ordo
+                .search_orders(console.actor(), &search)
+                .await
+                .map_err(|e| console.fail(e))?;
+            let next = next_page(&orders, PAGE, |o| {
+                format!(
+                    "/console/orders?before={}.{}{}{}",
+                    o.created_at,
+                    o.id,
+                    filters.status_query(),
+                    filters.others()
+                )
+            });
+            let rows = orders.iter().map(|o| order_row(lang, o)).collect();
+            (rows, next, error, status)
+        }
+        Err(Error::Validation { field, .. }) => (
+            Vec::new(),
+            None,
+            Some(fill(t.bad_filter, &[("field", &field)])),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(err) => return Err(console.fail(err)),
+    };
+    let current = filled(&filters.status).unwrap_or("");
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let mut tabs = vec![Tab {
+        href: format!(
+            "/console/orders?{}",
+            filters.others().trim_start_matches('&')
+        ),
+        label: t.all_statuses,
+        count: lang.number(total),
+        current: current.is_empty(),
+    }];
+    tabs.extend(counts.iter().map(|(s, n)| Tab {
+        href: format!("/console/orders?status={}{}", s.as_str(), filters.others()),
+        label: status_label(t, *s),
+        count: lang.number(*n),
+        current: current == s.as_str(),
+    }));
+    let mut c = console.chrome(Nav::Orders);
+    c.error = error;
+    let page = ListPage {
+        c,
+        tabs,
+        status: current.to_owned(),
+        from: filled(&filters.from).unwrap_or("").to_owned(),
+        until: filled(&filters.until).unwrap_or("").to_owned(),
+        customer: filled(&filters.customer).unwrap_or("").to_owned(),
+        product: filled(&filters.product).unwrap_or("").to_owned(),
+        q: filled(&filters.q).unwrap_or("").to_owned(),
+        rows,
+        first: filled(&filters.before).map(|_| {
+            format!(
+                "/console/orders?{}{}",
+                filters.status_query().trim_start_matches('&'),
+                filters.others()
+            )
+        }),
+        next,
+        csv: format!(
+            "/console/orders.csv?{}{}",
+            filters.status_query().trim_start_matches('&'),
+            filters.others()
+        ),
+    };
+    Ok(render_with(status, &page))
+}
+
+/// A cell that a spreadsheet will show as text, never run as a formula.
+fn csv_cell(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r', '|', '%']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    format!("\"{}\"", guarded.replace('"', "\"\""))
+}
+
+fn csv_line(order: &Order) -> String {
+    let time = |t: Option<Millis>| t.map(format_rfc3339).unwrap_or_default();
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{}\r\n",
+        order.id,
+        csv_cell(&order.number),
+        order.status.as_str(),
+        order.user_id,
+        order.total_cents,
+        csv_cell(&order.currency),
+        format_rfc3339(order.created_at),
+        time(order.paid_at),
+        time(order.cancelled_at),
+        csv_cell(order.cancel_reason.as_deref().unwrap_or("")),
+        csv_cell(order.note.as_deref().unwrap_or("")),
+    )
+}
+
+/// The orders of the current filter as CSV, newest first, streamed a chunk at a time so
+/// memory stays flat however many orders match.
+pub async fn csv(
+    console: Console,
+    axum::extract::Query(filters): axum::extract::Query<Filters>,
+) -> PageResult {
+    let search = filters.search(EXPORT_CHUNK).map_err(|e| console.fail(e))?;
+    // Checked now, so that a refusal is a page and not a broken download.
+    let first = console
+        .ordo
+        .search_orders(console.actor(), &search)
+        .await
+        .map_err(|e| console.fail(e))?;
+    let header_line = "id,number,status,customer_id,total_cents,currency,created_at,paid_at,cancelled_at,cancel_reason,note\r\n";
+    let ordo = console.ordo.clone();
+    let actor = console.actor();
+    let state = (Some(first), search, false);
+    let chunks = futures_util::stream::unfold(state, move |(ready, mut search, done)| {
+        let ordo = ordo.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let orders = match ready {
+                Some(orders) => orders,
+                None => match ordo.search_orders(actor, &search).await {
+                    Ok(orders) => orders,
+                    Err(err) => {
+                        tracing::error!(error = %err, "CSV export stopped");
+                        return Some((
+                            Err(std::io::Error::other(err.to_string())),
+                            (None, search, true),
+                        ));
+                    }
+                },
+            };
+            let last = (orders.len() as i64) < search.limit;
+            if orders.is_empty() {
+                return None;
+            }
+            let mut chunk = String::with_capacity(orders.len() * 160);
+            for order in &orders {
+                chunk.push_str(&csv_line(order));
+            }
+            search.before = orders.last().map(|o| (o.created_at, o.id));
+            Some((Ok(Bytes::from(chunk)), (None, search, last)))
+        }
+    });
+    let body = futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(Bytes::from_static(header_line.as_bytes()))
+    });
+    use futures_util::StreamExt;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"orders.csv\"",
+            ),
+        ],
+        Body::from_stream(body.chain(chunks)),
+    )
+        .into_response())
+}
+
+struct ItemView {
+    product_id: i64,
+    product: String,
+    quantity: String,
+    unit_price: String,
+    total: String,
+}
+
+struct PaymentView {
+    id: i64,
+    amount: String,
+    status: &'static str,
+    expires: String,
+    provider_ref: String,
+    refund_required: bool,
+}
+
+struct TimelineView {
+    at: String,
+    iso: String,
+    kind: &'static str,
+    code: String,
+    detail: String,
+    note: Option<String>,
+}
+
+/// A move staff may make, as its form shows it.
+struct ActionView {
+    action: &'static str,
+    label: &'static str,
+    /// Whether the form asks for a reason, and whether it must be given.
+    reason: Option<bool>,
+    shipping: bool,
+}
+
+fn payment_label(t: &'static Texts, status: PaymentStatus) -> &'static str {
+    match status {
+        PaymentStatus::Pending => t.payment_pending,
+        PaymentStatus::Succeeded => t.payment_succeeded,
+        PaymentStatus::Failed => t.payment_failed,
+        PaymentStatus::Expired => t.payment_expired,
+        PaymentStatus::Cancelled => t.payment_cancelled,
+        PaymentStatus::Refunded => t.payment_refunded,
+    }
+}
+
+pub fn delivery_label(t: &'static Texts, status: &str) -> &'static str {
+    match status {
+        "pending" => t.delivery_pending,
+        "succeeded" => t.delivery_succeeded,
+        "failed" => t.delivery_failed,
+        _ => t.delivery_dead,
+    }
+}
+
+/// The console's name for each move, and the move.
+const ACTIONS: [(&str, OrderStatus); 6] = [
+    ("ship", OrderStatus::Shipped),
+    ("complete", OrderStatus::Completed),
+    ("refund", OrderStatus::Refunding),
+    ("refund-approve", OrderStatus::Refunded),
+    ("refund-reject", OrderStatus::Paid),
+    ("cancel", OrderStatus::Cancelled),
+];
+
+fn actions(t: &'static Texts, from: OrderStatus) -> Vec<ActionView> {
+    ACTIONS
+        .into_iter()
+        .filter(|(_, to)| lifecycle::check_move(from, *to, Role::Staff).is_ok())
+        .map(|(action, to)| {
+            let (label, reason) = match (from, to) {
+                (_, OrderStatus::Shipped) => (t.act_ship, None),
+                (_, OrderStatus::Completed) => (t.act_complete, None),
+                (_, OrderStatus::Refunding) => (t.act_request_refund, Some(true)),
+                (_, OrderStatus::Refunded) => (t.act_approve_refund, Some(false)),
+                (OrderStatus::Refunding, OrderStatus::Paid) => (t.act_reject_refund, Some(true)),
+                _ => (t.act_cancel, Some(true)),
+            };
+            ActionView {
+                action,
+                label,
+                reason,
+                shipping: to == OrderStatus::Shipped,
+            }
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "console/order.html")]
+struct DetailPage {
+    c: Chrome,
+    id: i64,
+    heading: String,
+    status: &'static str,
+    status_key: &'static str,
+    customer: i64,
+    total: String,
+    placed: String,
+    deadline: Option<String>,
+    paid: Option<String>,
+    cancelled: Option<String>,
+    cancel_reason: Option<String>,
+    note: Option<String>,
+    shipping: Option<String>,
+    items: Vec<ItemView>,
+    payments: Vec<PaymentView>,
+    timeline: Vec<TimelineView>,
+    actions: Vec<ActionView>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+pub async fn detail(
+    console: Console,
+    Path(id): Path<i64>,
+    axum::extract::Query(query): axum::extract::Query<DoneQuery>,
+) -> PageResult {
+    detail_page(&console, id, query.done.is_some(), None).await
+}
+
+async fn detail_page(
+    console: &Console,
+    id: i64,
+    moved: bool,
+    error: Option<(StatusCode, String)>,
+) -> PageResult {
+    let t = console.t();
+    let lang = console.lang;
+    let actor = console.actor();
+    let details = console
+        .ordo
+        .order(actor, id)
+        .await
+        .map_err(|e| console.fail(e))?;
+    let timeline = console
+        .ordo
+        .order_timeline(actor, id)
+        .await
+        .map_err(|e| console.fail(e))?;
+    let order = &details.order;
+    let mut items = Vec::with_capacity(details.items.len());
+    for item in &details.items {
+        let product = console
+            .ordo
+            .product(item.product_id)
+            .await
+            .map(|p| format!("{} · {}", p.sku, p.name))
+            .unwrap_or_else(|_| format!("#{}", item.product_id));
+        items.push(ItemView {
+            product_id: item.product_id,
+            product,
+            quantity: lang.number(item.quantity),
+            unit_price: lang.money(item.unit_price_cents, &order.currency),
+            total: lang.money(item.unit_price_cents * item.quantity, &order.currency),
+        });
+    }
+    let payments = details
+        .payments
+        .iter()
+        .map(|p| PaymentView {
+            id: p.id,
+            amount: lang.money(p.amount_cents, &order.currency),
+            status: payment_label(t, p.status),
+            expires: lang.datetime(p.expires_at),
+            provider_ref: p.provider_ref.clone().unwrap_or_default(),
+            refund_required: p.refund_required,
+        })
+        .collect();
+    let timeline = timeline
+        .into_iter()
+        .map(|entry| {
+            let (kind, code, detail, note) = match entry.what {
+                Happening::Status(h) => {
+                    let label = |s: Option<&str>| {
+                        s.and_then(|s| s.parse::<OrderStatus>().ok())
+                            .map_or("—", |s| status_label(t, s))
+                    };
+                    (
+                        t.tl_status,
+                        h.actor,
+                        format!(
+                            "{} → {}",
+                            label(h.from_status.as_deref()),
+                            label(Some(&h.to_status))
+                        ),
+                        h.note,
+                    )
+                }
+                Happening::Event { kind, seq, .. } => (
+                    t.tl_event,
+                    kind,
+                    seq.map_or(String::new(), |s| format!("#{s}")),
+                    None,
+                ),
+                Happening::Delivery {
+                    id,
+                    endpoint_id,
+                    event_type,
+                    status,
+                    attempts,
+                } => (
+                    t.tl_delivery,
+                    event_type,
+                    format!(
+                        "#{id} → {endpoint_id}: {}, {}",
+                        delivery_label(t, &status),
+                        fill(t.tl_attempts, &[("n", &attempts.to_string())])
+                    ),
+                    None,
+                ),
+            };
+            TimelineView {
+                at: lang.datetime(entry.at),
+                iso: format_rfc3339(entry.at),
+                kind,
+                code,
+                detail,
+                note,
+            }
+        })
+        .collect();
+    let mut c = console.chrome(Nav::Orders);
+    if moved {
+        c.notice = Some(fill(
+            t.moved_notice,
+            &[("status", status_label(t, order.status))],
+        ));
+    }
+    let status = c.refused(error);
+    let page = DetailPage {
+        c,
+        id: order.id,
+        heading: fill(t.order_heading, &[("number", &order.number)]),
+        status: status_label(t, order.status),
+        status_key: order.status.as_str(),
+        customer: order.user_id,
+        total: lang.money(order.total_cents, &order.currency),
+        placed: lang.datetime(order.created_at),
+        deadline: (order.status == OrderStatus::Pending)
+            .then(|| lang.datetime(order.created_at + console.ordo.policy.unpaid_timeout_ms)),
+        paid: order.paid_at.map(|at| lang.datetime(at)),
+        cancelled: order.cancelled_at.map(|at| lang.datetime(at)),
+        cancel_reason: order.cancel_reason.clone(),
+        note: order.note.clone(),
+        shipping: order.carrier.as_ref().map(|carrier| {
+            format!(
+                "{carrier} {}",
+                order.tracking_number.as_deref().unwrap_or("")
+            )
+        }),
+        items,
+        payments,
+        timeline,
+        actions: actions(t, order.status),
+    };
+    Ok(render_with(status, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ActionForm {
+    reason: Option<String>,
+    carrier: Option<String>,
+    tracking_number: Option<String>,
+}
+
+/// A staff move from the order page: the same transition the API makes.
+pub async fn act(
+    console: Console,
+    Path((id, action)): Path<(i64, String)>,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> PageResult {
+    let Some((_, to)) = ACTIONS.into_iter().find(|(name, _)| *name == action) else {
+        return Err(console.fail(Error::NotFound { what: "action" }));
+    };
+    let reason = filled(&form.reason).map(str::to_owned);
+    let must_give_reason =
+        matches!(to, OrderStatus::Cancelled | OrderStatus::Refunding) || (to == OrderStatus::Paid);
+    let moved = if must_give_reason && reason.is_none() {
+        Err(Error::validation("reason", "required"))
+    } else if to == OrderStatus::Shipped
+        && (filled(&form.carrier).is_none() || filled(&form.tracking_number).is_none())
+    {
+        Err(Error::validation(
+            if filled(&form.carrier).is_none() {
+                "carrier"
+            } else {
+                "tracking_number"
+            },
+            "required",
+        ))
+    } else if to == OrderStatus::Cancelled {
+        console.ordo.cancel_order(console.actor(), id, reason).await
+    } else {
+        let input = TransitionInput {
+            note: reason,
+            carrier: filled(&form.carrier).map(str::to_owned),
+            tracking_number: filled(&form.tracking_number).map(str::to_owned),
+            payment_id: None,
+        };
+        console
+            .ordo
+            .transition(console.actor(), id, to, &input)
+            .await
+    };
+    match moved {
+        Ok(_) => Ok(Redirect::to(&format!("/console/orders/{id}?done=moved")).into_response()),
+        Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
+        Err(err) => {
+            let status = error_status(&err);
+            let message = console.error_text(&err);
+            detail_page(&console, id, false, Some((status, message))).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_never_become_formulas() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("+1"), "\"'+1\"");
+        assert_eq!(csv_cell("-2"), "\"'-2\"");
+        assert_eq!(csv_cell("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(csv_cell("gift wrap"), "\"gift wrap\"");
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let filters = Filters {
+            status: Some("paid".into()),
+            from: Some("2026-11-01".into()),
+            until: Some("2026-11-02".into()),
+            before: Some("1795597200000.42".into()),
+            ..Filters::default()
+        };
+        let search = filters.search(10).unwrap();
+        assert_eq!(search.status, Some(OrderStatus::Paid));
+        assert_eq!(
+            search.created_until.unwrap() - search.created_from.unwrap(),
+            2 * 86_400_000
+        );
+        assert_eq!(search.before, Some((1_795_597_200_000, 42)));
+        let bad = Filters {
+            customer: Some("x".into()),
+            ..Filters::default()
+        };
+        assert!(
+            matches!(bad.search(10), Err(Error::Validation { field, .. }) if field == "customer")
+        );
+    }
+}
