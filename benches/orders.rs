@@ -10,6 +10,7 @@
 //!
 //!     cargo bench --bench orders -- [--seconds 10] [--connections 64,256]
 //!         [--backends postgres,sqlite] [--only spread|hot] [--skip-variants]
+//!         [--variant limiter-off|endpoint] [--no-baseline] [--rate ORDERS_PER_S]
 //!
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
 //! Needs `pgbench` (Debian: postgresql-contrib or postgresql-client).
@@ -24,6 +25,10 @@ use std::time::{Duration, Instant};
 const PRODUCTS: i64 = 1000;
 const STOCK: i64 = 10_000_000;
 const CUSTOMERS: i64 = 20_000;
+const PAST_ORDERS: i64 = 100_000;
+/// Orders placed in the last minutes and not yet paid, one each for the first customers: a
+/// shop always has some, and without them the planner's statistics say no order is pending.
+const OPEN_ORDERS: i64 = 2_000;
 const WARMUP: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -72,6 +77,14 @@ struct Args {
     backends: Vec<Backend>,
     scenarios: Vec<Scenario>,
     variants: bool,
+    /// Only these variants (the defaults are always run).
+    only_variant: Option<Variant>,
+    /// Only drive this running server (already prepared by an earlier run), to profile it.
+    target: Option<String>,
+    /// Skip the pgbench baseline.
+    baseline: bool,
+    /// Orders per second in all, instead of as many as are answered.
+    rate: Option<f64>,
 }
 
 fn parse_args() -> Args {
@@ -81,6 +94,10 @@ fn parse_args() -> Args {
         backends: vec![Backend::Postgres, Backend::Sqlite],
         scenarios: vec![Scenario::Spread, Scenario::Hot],
         variants: true,
+        only_variant: None,
+        target: None,
+        baseline: true,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -116,14 +133,27 @@ fn parse_args() -> Args {
                 }
             }
             "--skip-variants" => args.variants = false,
+            "--variant" => {
+                args.only_variant = match it.next().as_deref() {
+                    Some("limiter-off") => Some(Variant::LimiterOff),
+                    Some("endpoint") => Some(Variant::Endpoint),
+                    other => panic!("--variant limiter-off|endpoint, not {other:?}"),
+                }
+            }
+            "--target" => args.target = it.next(),
+            "--no-baseline" => args.baseline = false,
+            "--rate" => args.rate = Some(it.next().and_then(|s| s.parse().ok()).expect("--rate N")),
             _ => {}
         }
     }
     args
 }
 
-/// The schema, 1,000 products (opening stock in the ledger), a staff user and 20,000
-/// customers with tokens `bench-c-<i>` (stored hashed, as ordo stores them).
+/// The schema, 1,000 products (opening stock in the ledger), a staff user, 20,000
+/// customers with tokens `bench-c-<i>` (stored hashed, as ordo stores them), and 100,000
+/// past orders (cancelled, with their items, ledger, history and payments) and 2,000 open
+/// ones, so that the tables and the planner's statistics look like a shop that has been open
+/// a while.
 async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String {
     let url = match backend {
         Backend::Postgres => fresh_pg_database(name).await,
@@ -165,6 +195,77 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
             .await
             .unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
+    let (no, past) = (
+        if backend == Backend::Postgres {
+            "FALSE"
+        } else {
+            "0"
+        },
+        PAST_ORDERS,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let history = [
+        format!(
+            "{}INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at, cancelled_at, cancel_reason)
+             SELECT x, 'ORD-PAST-' || x, 2 + x % {CUSTOMERS}, 'cancelled', 100, 'EUR', x, x, x, 'past' FROM {}",
+            with(past),
+            from(past)
+        ),
+        format!(
+            "{}INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT x, 1 + x % {PRODUCTS}, 1, 100 FROM {}",
+            with(past),
+            from(past)
+        ),
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         SELECT product_id, order_id, -1, 'reserve', 'bench', NULL, order_id FROM order_items".to_owned(),
+        "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+         SELECT product_id, order_id, 1, 'release', 'bench', NULL, order_id FROM order_items".to_owned(),
+        "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+         SELECT id, NULL, 'pending', 'bench', NULL, id FROM orders".to_owned(),
+        "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+         SELECT id, 'pending', 'cancelled', 'bench', NULL, id FROM orders".to_owned(),
+        format!(
+            "INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required, created_at, updated_at)
+             SELECT id, 100, 'card', 'cancelled', id, {no}, id, id FROM orders"
+        ),
+        // The open tail: pending, reserved, a payment open for another half hour.
+        format!(
+            "{}INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at)
+             SELECT {past} + x, 'ORD-OPEN-' || x, 2 + x % {CUSTOMERS}, 'pending', 100, 'EUR', {now}, {now} FROM {}",
+            with(OPEN_ORDERS),
+            from(OPEN_ORDERS)
+        ),
+        format!(
+            "{}INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT {past} + x, 1 + x % {PRODUCTS}, 1, 100 FROM {}",
+            with(OPEN_ORDERS),
+            from(OPEN_ORDERS)
+        ),
+        format!(
+            "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+             SELECT product_id, order_id, -1, 'reserve', 'bench', NULL, {now} FROM order_items WHERE order_id > {past}"
+        ),
+        format!(
+            "UPDATE products SET stock = stock - (SELECT COUNT(*) FROM order_items i
+               WHERE i.order_id > {past} AND i.product_id = products.id)"
+        ),
+        format!(
+            "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+             SELECT id, NULL, 'pending', 'bench', NULL, {now} FROM orders WHERE id > {past}"
+        ),
+        format!(
+            "INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required, created_at, updated_at)
+             SELECT id, 100, 'card', 'pending', {now} + 1800000, {no}, {now}, {now} FROM orders WHERE id > {past}"
+        ),
+    ];
+    for sql in history {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {sql}"));
+    }
     let tokens: Vec<serde_json::Value> = (0..=CUSTOMERS)
         .map(|i| {
             serde_json::json!({"user_id": i + 1, "name": format!("bench {i}"),
@@ -185,16 +286,23 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
     .await
     .expect("tokens");
     if backend == Backend::Postgres {
-        sqlx::query(
-            "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))",
-        )
-        .execute(db.pool())
-        .await
-        .expect("setval");
+        for table in ["users", "orders", "payments"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
+            )))
+            .execute(db.pool())
+            .await
+            .expect("setval");
+        }
         sqlx::raw_sql("VACUUM ANALYZE")
             .execute(db.pool())
             .await
             .expect("vacuum");
+    } else {
+        sqlx::raw_sql("ANALYZE")
+            .execute(db.pool())
+            .await
+            .expect("analyze");
     }
     db.close().await;
     url
@@ -226,8 +334,17 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Drives `ordo serve` with `connections` concurrent clients for the warm-up and `seconds`.
-async fn load(base: &str, scenario: Scenario, connections: usize, seconds: u64) -> Run {
+/// Drives `ordo serve` with `connections` concurrent clients for the warm-up and `seconds`:
+/// each as fast as it is answered, or, with `rate`, at a fixed arrival rate in all (each
+/// latency then counts from when the order was due to be sent, so a server that falls
+/// behind is not flattered by clients that wait for it).
+async fn load(
+    base: &str,
+    scenario: Scenario,
+    connections: usize,
+    seconds: u64,
+    rate: Option<f64>,
+) -> Run {
     ordo::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -254,8 +371,19 @@ async fn load(base: &str, scenario: Scenario, connections: usize, seconds: u64) 
                     Scenario::Hot => 1,
                 };
                 let customer = 1 + (c as i64 + k * connections as i64) % CUSTOMERS;
+                let sent = match rate {
+                    Some(rate) => {
+                        let every = connections as f64 / rate;
+                        let due = start
+                            + Duration::from_secs_f64(
+                                every * (k as f64 + c as f64 / connections as f64),
+                            );
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 k += 1;
-                let sent = Instant::now();
                 let response = client
                     .post(&url)
                     .bearer_auth(token(customer))
@@ -373,11 +501,18 @@ async fn bench_ordo(
             &format!("127.0.0.1:{port}"),
         ])
         .env("ORDO_DATABASE_URL", &url)
-        .env("ORDO_LOG", "warn")
+        .env(
+            "ORDO_LOG",
+            std::env::var("ORDO_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env("ORDO_LOG_FORMAT", "json")
         .env("ORDO_WEBHOOK_ALLOW_PRIVATE", "true")
         .stdout(Stdio::null());
     if variant == Variant::LimiterOff {
         command.env("ORDO_RATE_LIMIT_PER_SECOND", "0");
+    }
+    if let Ok(extra) = std::env::var("ORDO_BENCH_SERVE_ARGS") {
+        command.args(extra.split_whitespace());
     }
     let mut server = command.spawn().expect("start ordo serve");
     let base = format!("http://127.0.0.1:{port}");
@@ -391,7 +526,7 @@ async fn bench_ordo(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let run = load(&base, scenario, connections, args.seconds).await;
+    let run = load(&base, scenario, connections, args.seconds, args.rate).await;
     let lag = match &lags {
         None => None,
         Some(seen) => {
@@ -420,7 +555,8 @@ async fn bench_ordo(
     // Nothing oversold: what is on the shelf plus what orders hold is what there was.
     let held = scalar(
         &url,
-        "SELECT CAST((SELECT SUM(stock) FROM products) + (SELECT COALESCE(SUM(quantity), 0) FROM order_items) AS BIGINT)",
+        "SELECT CAST((SELECT SUM(stock) FROM products) + (SELECT COALESCE(SUM(i.quantity), 0)
+           FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.status <> 'cancelled') AS BIGINT)",
     )
     .await;
     let check = Command::new(env!("CARGO_BIN_EXE_ordo"))
@@ -453,7 +589,7 @@ async fn bench_pgbench(
     connections: usize,
     args: &Args,
     dir: &std::path::Path,
-) -> Run {
+) -> (Run, usize) {
     let url = prepare(Backend::Postgres, "ordo_bench_pgbench", dir).await;
     let work = tempfile::tempdir().expect("temp dir");
     let script = work.path().join("place_order.sql");
@@ -463,14 +599,26 @@ async fn bench_pgbench(
         Scenario::Hot => 1,
     };
     let total = WARMUP.as_secs() + args.seconds;
-    let out = Command::new("pgbench")
+    // pgbench holds a server connection per client: no more than the server allows.
+    let room = scalar(
+        &url,
+        "SELECT CAST(current_setting('max_connections') AS BIGINT)
+                - CAST(current_setting('superuser_reserved_connections') AS BIGINT) - 5",
+    )
+    .await;
+    let clients = connections.min(room.max(1) as usize);
+    let mut command = Command::new("pgbench");
+    if let Some(rate) = args.rate {
+        command.args(["-R", &format!("{rate}")]);
+    }
+    let out = command
         .current_dir(work.path())
         .args([
             "-n",
             "-M",
             "prepared",
             "-c",
-            &connections.to_string(),
+            &clients.to_string(),
             "-j",
             "2",
             "-T",
@@ -521,19 +669,42 @@ async fn bench_pgbench(
         .map(|s| s.1)
         .collect();
     latencies.sort_by(f64::total_cmp);
-    Run {
-        orders: latencies.len(),
-        errors: 0,
-        seconds: args.seconds as f64,
-        p50_ms: percentile(&latencies, 50.0),
-        p99_ms: percentile(&latencies, 99.0),
-    }
+    (
+        Run {
+            orders: latencies.len(),
+            errors: 0,
+            seconds: args.seconds as f64,
+            p50_ms: percentile(&latencies, 50.0),
+            p99_ms: percentile(&latencies, 99.0),
+        },
+        clients,
+    )
 }
 
 fn main() {
     let args = parse_args();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
+    if let Some(base) = &args.target {
+        for &scenario in &args.scenarios {
+            let run = rt.block_on(load(
+                base,
+                scenario,
+                args.connections[0],
+                args.seconds,
+                args.rate,
+            ));
+            println!(
+                "{}: {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
+                scenario.name(),
+                run.rate(),
+                run.p50_ms,
+                run.p99_ms,
+                run.errors
+            );
+        }
+        return;
+    }
     println!(
         "| database | connections | scenario | variant | ordo orders/s | p50 (ms) | p99 (ms) | errors | pgbench orders/s | pgbench p99 (ms) | ordo / pgbench | delivery lag p50 / p99 (ms) | stock conserved | ordo check |"
     );
@@ -547,7 +718,7 @@ fn main() {
         };
         for &connections in &connections {
             for &scenario in &args.scenarios {
-                let baseline = (backend == Backend::Postgres).then(|| {
+                let baseline = (backend == Backend::Postgres && args.baseline).then(|| {
                     eprintln!("{backend:?} {connections} {}: pgbench...", scenario.name());
                     rt.block_on(bench_pgbench(scenario, connections, &args, dir.path()))
                 });
@@ -557,7 +728,10 @@ fn main() {
                     && scenario == Scenario::Spread
                     && connections == args.connections[0]
                 {
-                    variants.extend([Variant::LimiterOff, Variant::Endpoint]);
+                    match args.only_variant {
+                        Some(only) => variants.push(only),
+                        None => variants.extend([Variant::LimiterOff, Variant::Endpoint]),
+                    }
                 }
                 for variant in variants {
                     eprintln!(
@@ -574,8 +748,12 @@ fn main() {
                         dir.path(),
                     ));
                     let (pg_rate, pg_p99, ratio) = match &baseline {
-                        Some(b) => (
-                            format!("{:.0}", b.rate()),
+                        Some((b, clients)) => (
+                            if *clients < connections {
+                                format!("{:.0} ({clients} clients: the server's limit)", b.rate())
+                            } else {
+                                format!("{:.0}", b.rate())
+                            },
                             format!("{:.1}", b.p99_ms),
                             format!("{:.2}", o.run.rate() / b.rate()),
                         ),

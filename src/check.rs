@@ -98,6 +98,12 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE h.changes <> e.events",
     ),
     (
+        "deliveries_name_endpoint_and_event",
+        "SELECT d.id, d.endpoint_id, d.event_pk FROM webhook_deliveries d
+         WHERE NOT EXISTS (SELECT 1 FROM webhook_endpoints ep WHERE ep.id = d.endpoint_id)
+            OR NOT EXISTS (SELECT 1 FROM events ev WHERE ev.id = d.event_pk)",
+    ),
+    (
         "order_has_items",
         "SELECT o.id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
     ),

@@ -85,9 +85,9 @@ pub struct Ordo {
     pub db: Db,
     pub policy: Policy,
     pub clock: Clock,
-    /// Woken after every commit that wrote events, so this process's dispatcher need not
-    /// wait for its next poll.
-    outbox: Arc<tokio::sync::Notify>,
+    /// Told after every commit that wrote events, so that dispatchers need not wait for
+    /// their next poll.
+    outbox: Arc<events::Wake>,
     placements: Arc<placement::Combiner>,
     token_uses: Arc<auth::TokenUses>,
     token_lookups: Arc<auth::TokenLookups>,
@@ -95,7 +95,7 @@ pub struct Ordo {
 
 impl Ordo {
     pub fn new(db: Db, policy: Policy, clock: Clock) -> Ordo {
-        let outbox = Arc::new(tokio::sync::Notify::new());
+        let outbox = Arc::new(events::Wake::default());
         let placements = Arc::new(placement::Combiner::new(db.clone(), outbox.clone()));
         Ordo {
             db,
@@ -108,15 +108,15 @@ impl Ordo {
         }
     }
 
-    /// Commits a transaction that may have written events, and wakes the dispatcher.
+    /// Commits a transaction that may have written events, and wakes the dispatchers.
     pub(crate) async fn commit(&self, tx: db::Tx) -> Result<()> {
         tx.commit().await?;
-        self.outbox.notify_one();
+        self.outbox.written(&self.db).await;
         Ok(())
     }
 
-    /// What the dispatcher waits on between polls.
-    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
+    /// What dispatchers are woken by.
+    pub fn outbox(&self) -> Arc<events::Wake> {
         self.outbox.clone()
     }
 

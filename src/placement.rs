@@ -20,7 +20,7 @@ use rand::Rng;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Most orders in one batch.
 pub const MAX_BATCH: usize = 256;
@@ -71,7 +71,7 @@ struct Job {
 /// The per-process queue of placements.
 pub(crate) struct Combiner {
     db: Db,
-    outbox: Arc<Notify>,
+    outbox: Arc<events::Wake>,
     lanes: OnceLock<Vec<mpsc::UnboundedSender<Job>>>,
 }
 
@@ -82,7 +82,7 @@ impl std::fmt::Debug for Combiner {
 }
 
 impl Combiner {
-    pub fn new(db: Db, outbox: Arc<Notify>) -> Combiner {
+    pub fn new(db: Db, outbox: Arc<events::Wake>) -> Combiner {
         Combiner {
             db,
             outbox,
@@ -130,7 +130,7 @@ impl Combiner {
 
 /// A lane: takes what is queued (up to [`MAX_BATCH`]), places it as one batch, answers
 /// every caller, and goes again. Ends when every sender is gone.
-async fn run_lane(db: Db, outbox: Arc<Notify>, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn run_lane(db: Db, outbox: Arc<events::Wake>, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut jobs: Vec<Job> = Vec::new();
     loop {
         if jobs.is_empty() {
@@ -160,7 +160,7 @@ async fn run_lane(db: Db, outbox: Arc<Notify>, mut queue: mpsc::UnboundedReceive
             }
         }
         if placed {
-            outbox.notify_one();
+            outbox.written(&db).await;
         }
     }
 }

@@ -58,13 +58,26 @@ impl Dialect {
         }
     }
 
-    /// A subquery yielding the integers of a JSON array bound as text to parameter `$n`.
-    /// Lets one statement work on a batch of ids without building SQL from values.
-    pub fn json_ids(self, n: u8) -> String {
+    /// A condition: `column` is one of the integers of the JSON array bound as text to
+    /// parameter `$n`. Lets one statement work on a batch of ids without building SQL from
+    /// values. On PostgreSQL the array becomes `= ANY(bigint[])`, which the planner turns into
+    /// one index probe per id whatever its statistics say (a JSON function's row estimate can
+    /// make it scan a whole index instead).
+    pub fn in_ids(self, column: &str, n: u8) -> String {
         match self {
-            Dialect::Sqlite => format!("SELECT value AS id FROM json_each(${n})"),
+            Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
             Dialect::Postgres => {
-                format!("SELECT value::bigint AS id FROM json_array_elements_text(${n}::json)")
+                format!("{column} = ANY(translate(${n}, '[]', '{{}}')::bigint[])")
+            }
+        }
+    }
+
+    /// Like [`Dialect::in_ids`], for a JSON array of strings.
+    pub fn in_texts(self, column: &str, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            Dialect::Postgres => {
+                format!("{column} = ANY(ARRAY(SELECT json_array_elements_text(${n}::json)))")
             }
         }
     }

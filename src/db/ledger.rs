@@ -39,9 +39,9 @@ pub async fn lock_products_of(
     if dialect == Dialect::Postgres {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM products WHERE id IN
-               (SELECT product_id FROM order_items WHERE order_id IN ({ids}))
+               (SELECT product_id FROM order_items WHERE {ids})
              ORDER BY id{lock}",
-            ids = dialect.json_ids(1),
+            ids = dialect.in_ids("order_id", 1),
             lock = dialect.for_no_key_update(),
         )))
         .bind(order_ids_json)
@@ -70,11 +70,11 @@ pub async fn return_stock_of_orders(
         MovementReason::Release | MovementReason::Restock
     ));
     lock_products_of(conn, dialect, order_ids_json).await?;
-    let ids = dialect.json_ids(1);
+    let ids = dialect.in_ids("order_id", 1);
     let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
          SELECT product_id, order_id, quantity, $2, $3, $4, $5
-         FROM order_items WHERE order_id IN ({ids})"
+         FROM order_items WHERE {ids}"
     )))
     .bind(order_ids_json)
     .bind(reason.as_str())
@@ -89,7 +89,7 @@ pub async fn return_stock_of_orders(
     let units: std::collections::HashMap<i64, i64> =
         sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(format!(
             "SELECT product_id, CAST(SUM(quantity) AS BIGINT) FROM order_items
-             WHERE order_id IN ({ids}) GROUP BY product_id"
+             WHERE {ids} GROUP BY product_id"
         )))
         .bind(order_ids_json)
         .fetch_all(&mut *conn)
@@ -100,7 +100,7 @@ pub async fn return_stock_of_orders(
     let products = sqlx::query_as::<_, Product>(sqlx::AssertSqlSafe(format!(
         "UPDATE products SET stock = products.stock + back.units, updated_at = $2
          FROM (SELECT product_id, SUM(quantity) AS units FROM order_items
-               WHERE order_id IN ({ids}) GROUP BY product_id) AS back
+               WHERE {ids} GROUP BY product_id) AS back
          WHERE products.id = back.product_id
          RETURNING {}",
         super::products::COLUMNS
@@ -131,9 +131,9 @@ pub async fn count_sales_of_orders(
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE products SET sales_count = products.sales_count + $2 * sold.units, updated_at = $3
          FROM (SELECT product_id, SUM(quantity) AS units FROM order_items
-               WHERE order_id IN ({ids}) GROUP BY product_id) AS sold
+               WHERE {ids} GROUP BY product_id) AS sold
          WHERE products.id = sold.product_id",
-        ids = dialect.json_ids(1)
+        ids = dialect.in_ids("order_id", 1)
     )))
     .bind(order_ids_json)
     .bind(sign)

@@ -138,10 +138,10 @@ pub async fn items_and_payments_of(
     dialect: Dialect,
     ids_json: &str,
 ) -> Result<(Vec<(i64, OrderItem)>, Vec<crate::domain::Payment>)> {
-    let ids = dialect.json_ids(1);
+    let ids = dialect.in_ids("order_id", 1);
     let items = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT order_id, product_id, quantity, unit_price_cents FROM order_items
-         WHERE order_id IN ({ids}) ORDER BY order_id, product_id"
+         WHERE {ids} ORDER BY order_id, product_id"
     )))
     .bind(ids_json)
     .fetch_all(&mut *conn)
@@ -156,7 +156,7 @@ pub async fn items_and_payments_of(
     })
     .collect::<Result<Vec<_>>>()?;
     let payments = sqlx::query_as::<_, crate::domain::Payment>(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM payments WHERE order_id IN ({ids}) ORDER BY order_id, id",
+        "SELECT {} FROM payments WHERE {ids} ORDER BY order_id, id",
         super::payments::COLUMNS
     )))
     .bind(ids_json)

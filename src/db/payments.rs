@@ -97,8 +97,8 @@ pub async fn close_open_of_orders(
 ) -> Result<u64> {
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE payments SET status = CASE WHEN expires_at <= $2 THEN 'expired' ELSE $3 END, updated_at = $2
-         WHERE status = 'pending' AND order_id IN ({})",
-        dialect.json_ids(1)
+         WHERE status = 'pending' AND {}",
+        dialect.in_ids("order_id", 1)
     )))
     .bind(order_ids_json)
     .bind(now)

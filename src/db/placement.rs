@@ -84,8 +84,8 @@ pub async fn bind_keys(conn: &mut Conn, dialect: Dialect, rows_json: &str) -> Re
 /// batches for one customer cannot both slip under the limit; returns those that exist.
 pub async fn lock_customers(conn: &mut Conn, dialect: Dialect, ids_json: &str) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT id FROM users WHERE id IN ({}) ORDER BY id{}",
-        dialect.json_ids(1),
+        "SELECT id FROM users WHERE {} ORDER BY id{}",
+        dialect.in_ids("id", 1),
         dialect.for_no_key_update()
     )))
     .bind(ids_json)
@@ -101,9 +101,9 @@ pub async fn pending_per_customer(
     ids_json: &str,
 ) -> Result<Vec<(i64, i64)>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT user_id, COUNT(*) FROM orders WHERE status = 'pending' AND user_id IN ({})
+        "SELECT user_id, COUNT(*) FROM orders WHERE status = 'pending' AND {}
          GROUP BY user_id",
-        dialect.json_ids(1)
+        dialect.in_ids("user_id", 1)
     )))
     .bind(ids_json)
     .fetch_all(&mut *conn)
@@ -118,9 +118,9 @@ pub async fn lock_products(
     ids_json: &str,
 ) -> Result<Vec<Product>> {
     Ok(sqlx::query_as::<_, Product>(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM products WHERE id IN ({}) ORDER BY id{}",
+        "SELECT {} FROM products WHERE {} ORDER BY id{}",
         super::products::COLUMNS,
-        dialect.json_ids(1),
+        dialect.in_ids("id", 1),
         dialect.for_no_key_update()
     )))
     .bind(ids_json)

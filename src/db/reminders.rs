@@ -32,8 +32,8 @@ pub async fn claim_due(
     }
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET reminded_at = $2, event_seq = event_seq + 1
-         WHERE status = 'pending' AND id IN ({}) RETURNING {}, event_seq",
-        dialect.json_ids(1),
+         WHERE status = 'pending' AND {} RETURNING {}, event_seq",
+        dialect.in_ids("id", 1),
         super::orders::COLUMNS
     )))
     .bind(serde_json::to_string(&ids).unwrap_or_default())

@@ -159,11 +159,12 @@ pub async fn cancel_batch(
         return cancel_batch_postgres(conn, batch, now).await;
     }
     let ids = ids_json(batch);
-    let in_batch = dialect.json_ids(1);
+    let in_batch = |column: &str| dialect.in_ids(column, 1);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3,
                 event_seq = event_seq + 1
-         WHERE status = 'pending' AND id IN ({in_batch}) RETURNING {}, event_seq",
+         WHERE status = 'pending' AND {} RETURNING {}, event_seq",
+        in_batch("id"),
         super::orders::COLUMNS
     )))
     .bind(&ids)
@@ -187,7 +188,8 @@ pub async fn cancel_batch(
         .collect::<Result<Vec<_>>>()?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
-         SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM ({in_batch}) AS batch"
+         SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM orders WHERE {}",
+        in_batch("id")
     )))
     .bind(&ids)
     .bind(now)

@@ -95,13 +95,10 @@ pub async fn by_token_hashes(
     dialect: super::Dialect,
     hashes_json: &str,
 ) -> Result<Vec<(String, TokenRow)>> {
-    let hashes = match dialect {
-        super::Dialect::Postgres => "SELECT value FROM json_array_elements_text($1::json)",
-        super::Dialect::Sqlite => "SELECT value FROM json_each($1)",
-    };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TOKEN_COLUMNS}, t.token_hash FROM api_tokens t JOIN users u ON u.id = t.user_id
-         WHERE t.token_hash IN ({hashes})"
+         WHERE {}",
+        dialect.in_texts("t.token_hash", 1)
     )))
     .bind(hashes_json)
     .fetch_all(&mut *conn)

@@ -202,6 +202,22 @@ pub async fn replay(
     Ok(done.rows_affected())
 }
 
+/// Whether an enabled endpoint of one of these kinds (a JSON array) exists.
+pub async fn any_enabled_endpoint(
+    conn: &mut Conn,
+    dialect: Dialect,
+    kinds_json: &str,
+) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM webhook_endpoints WHERE enabled AND deleted_at IS NULL AND {} LIMIT 1",
+        dialect.in_texts("kind", 1)
+    )))
+    .bind(kinds_json)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// A delivery claimed for an attempt, with what is needed to make it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DueDelivery {
@@ -269,8 +285,8 @@ pub async fn claim_due(
     }
     let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE webhook_deliveries SET leased_until = $2 WHERE id IN ({})",
-        dialect.json_ids(1)
+        "UPDATE webhook_deliveries SET leased_until = $2 WHERE {}",
+        dialect.in_ids("id", 1)
     )))
     .bind(serde_json::to_string(&ids).unwrap_or_default())
     .bind(lease_until)
@@ -282,10 +298,13 @@ pub async fn claim_due(
 /// Records attempts: one JSON row each with `delivery_id`, `endpoint_id`, `status` (the
 /// delivery's new status), `next_attempt_at`, `attempted_at`, `duration_ms`,
 /// `http_status`, `error`, `response`, `disable` (the endpoint answered 410).
+/// `any_disable`: whether some row has `disable` (else the endpoints are left alone
+/// without a statement).
 pub async fn record_attempts(
     conn: &mut Conn,
     dialect: Dialect,
     rows_json: &str,
+    any_disable: bool,
     now: Millis,
 ) -> Result<()> {
     let rows = dialect.json_rows(
@@ -320,6 +339,9 @@ pub async fn record_attempts(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if !any_disable {
+        return Ok(());
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_endpoints SET enabled = FALSE,
                 disabled_reason = 'the receiver answered 410 Gone', updated_at = $2
@@ -413,8 +435,8 @@ pub async fn attempts(
 ) -> Result<Vec<AttemptRow>> {
     Ok(sqlx::query_as::<_, AttemptRow>(sqlx::AssertSqlSafe(format!(
         "SELECT delivery_id, attempted_at, duration_ms, http_status, error, response
-         FROM webhook_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, id",
-        dialect.json_ids(1)
+         FROM webhook_attempts WHERE {} ORDER BY delivery_id, id",
+        dialect.in_ids("delivery_id", 1)
     )))
     .bind(ids_json)
     .fetch_all(&mut *conn)

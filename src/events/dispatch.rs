@@ -49,6 +49,11 @@ pub struct DispatchConfig {
     pub amqp_url: Option<String>,
     /// Deliveries claimed (and attempted at once) per round.
     pub batch: i64,
+    /// Rounds under way at once.
+    pub workers: usize,
+    /// How long a woken worker waits before it claims, so that the events of many commits
+    /// go out in one round (a round costs a few statements, whatever its size).
+    pub linger: Duration,
     /// Poll at least this often, for retries coming due and for other processes' writes
     /// when no notification comes.
     pub poll_interval: Duration,
@@ -60,7 +65,9 @@ impl Default for DispatchConfig {
             timeout: Duration::from_secs(15),
             allow_private: false,
             amqp_url: None,
-            batch: 64,
+            batch: 256,
+            workers: 4,
+            linger: Duration::from_millis(100),
             poll_interval: Duration::from_secs(1),
         }
     }
@@ -117,6 +124,13 @@ pub struct Dispatcher {
     broker: Mutex<Option<lapin::Channel>>,
     /// Kept alive with its channel.
     broker_connection: Mutex<Option<lapin::Connection>>,
+    /// Whether any endpoint this process delivers to exists, and when that was read: with
+    /// none, a wake-up (every commit that wrote events) costs no query.
+    endpoints_seen: std::sync::Mutex<(bool, Option<Instant>)>,
+    /// Whether the broker's endpoint is known to exist.
+    registered: std::sync::atomic::AtomicBool,
+    /// Held while registering it, so that this process's workers make it once.
+    registering: Mutex<()>,
 }
 
 impl Dispatcher {
@@ -140,6 +154,9 @@ impl Dispatcher {
             client,
             broker: Mutex::new(None),
             broker_connection: Mutex::new(None),
+            endpoints_seen: std::sync::Mutex::new((false, None)),
+            registered: std::sync::atomic::AtomicBool::new(false),
+            registering: Mutex::new(()),
         }))
     }
 
@@ -157,6 +174,10 @@ impl Dispatcher {
         let Some(url) = &self.config.amqp_url else {
             return Ok(());
         };
+        let _one_at_a_time = self.registering.lock().await;
+        if self.registered.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let now = self.ordo.clock.now();
         let mut tx = self.ordo.db.write_tx().await?;
         if store::broker_endpoint(&mut tx).await?.is_none() {
@@ -181,6 +202,9 @@ impl Dispatcher {
     /// One round: claims due deliveries, attempts them all at once, records every attempt.
     /// Returns how many were attempted.
     pub async fn dispatch_once(self: &Arc<Self>) -> Result<usize> {
+        if !self.any_endpoint().await? {
+            return Ok(0);
+        }
         let now = self.ordo.clock.now();
         // Long enough for the attempt (bounded by the timeout) and its recording; a
         // dispatcher that died mid-attempt holds the delivery no longer than this.
@@ -216,11 +240,13 @@ impl Dispatcher {
         }
         let mut rows = Vec::new();
         let mut done = 0;
+        let mut any_gone = false;
         while let Some(joined) = attempts.join_next().await {
             let Ok((delivery, outcome, at, took)) = joined else {
                 continue;
             };
             done += 1;
+            any_gone |= outcome.gone;
             rows.push(self.settle(&delivery, &outcome, at, took));
         }
         let mut tx = self.ordo.db.write_tx().await?;
@@ -228,11 +254,37 @@ impl Dispatcher {
             &mut tx,
             dialect,
             &serde_json::to_string(&rows).unwrap_or_default(),
+            any_gone,
             self.ordo.clock.now(),
         )
         .await?;
         tx.commit().await?;
         Ok(done)
+    }
+
+    /// Whether there is an enabled endpoint to deliver to, read at most once per poll
+    /// interval.
+    async fn any_endpoint(&self) -> Result<bool> {
+        let fresh = {
+            let seen = self
+                .endpoints_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            seen.1
+                .filter(|at| at.elapsed() < self.config.poll_interval)
+                .map(|_| seen.0)
+        };
+        if let Some(any) = fresh {
+            return Ok(any);
+        }
+        let mut conn = self.ordo.db.pool().acquire().await?;
+        let any =
+            store::any_enabled_endpoint(&mut conn, self.ordo.db.dialect(), self.kinds()).await?;
+        *self
+            .endpoints_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (any, Some(Instant::now()));
+        Ok(any)
     }
 
     /// What becomes of a delivery after an attempt, as a row for `record_attempts`.
@@ -524,7 +576,9 @@ fn jittered(ms: u64) -> i64 {
     rand::rng().random_range(low..=ms + spread) as i64
 }
 
-/// Runs the dispatcher until `shutdown`; the attempts in hand are finished and recorded.
+/// Runs the dispatcher until `shutdown`: [`DispatchConfig::workers`] rounds at a time, so
+/// that one slow receiver or one commit does not hold up the rest. The attempts in hand
+/// are finished and recorded.
 pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
     let dispatcher = match Dispatcher::new(ordo.clone(), config.clone()) {
         Ok(d) => d,
@@ -533,30 +587,53 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
             return;
         }
     };
-    let wake = ordo.outbox_written();
+    let wake = ordo.outbox();
+    let _running = wake.dispatching();
     if ordo.db.listen_url().is_some() {
         tokio::spawn(listen(ordo.db.clone(), wake.clone(), shutdown.clone()));
     }
-    let mut registered = false;
-    tracing::info!(broker = config.amqp_url.is_some(), "dispatcher started");
+    tracing::info!(
+        broker = config.amqp_url.is_some(),
+        workers = config.workers,
+        "dispatcher started"
+    );
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..config.workers.max(1) {
+        workers.spawn(work(dispatcher.clone(), wake.clone(), shutdown.clone()));
+    }
+    while workers.join_next().await.is_some() {}
+    tracing::info!("dispatcher stopped");
+}
+
+/// One worker of the dispatcher: a round, then another at once if it was full, else a
+/// wait for a wake-up or the poll.
+async fn work(dispatcher: Arc<Dispatcher>, wake: Arc<super::Wake>, shutdown: Shutdown) {
+    let config = &dispatcher.config;
     let mut failures = 0u32;
     while !shutdown.is_triggered() {
-        if !ordo.db.is_ready() {
+        if !dispatcher.ordo.db.is_ready() {
             // No primary: pause until one is back.
             tokio::select! {
                 _ = tokio::time::sleep(config.poll_interval) => continue,
                 _ = shutdown.wait() => break,
             }
         }
-        if !registered {
+        if !dispatcher
+            .registered
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             match dispatcher.register_broker().await {
-                Ok(()) => registered = true,
+                Ok(()) => dispatcher
+                    .registered
+                    .store(true, std::sync::atomic::Ordering::Release),
                 Err(err) => tracing::warn!(error = %err, "could not register the broker endpoint"),
             }
         }
         let pause = match dispatcher.dispatch_once().await {
             Ok(n) if n as i64 >= config.batch => {
                 failures = 0;
+                // More is due: another worker may help.
+                wake.wake();
                 continue;
             }
             Ok(_) => {
@@ -570,17 +647,21 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
             }
         };
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = wake.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep(config.linger) => {}
+                    _ = shutdown.wait() => break,
+                }
+            }
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.wait() => break,
         }
     }
-    tracing::info!("dispatcher stopped");
 }
 
 /// Forwards PostgreSQL notifications on `ordo_deliveries` to `wake`, reconnecting (to the
 /// current primary) as needed.
-async fn listen(db: crate::db::Db, wake: Arc<tokio::sync::Notify>, shutdown: Shutdown) {
+async fn listen(db: crate::db::Db, wake: Arc<super::Wake>, shutdown: Shutdown) {
     while !shutdown.is_triggered() {
         let Some(url) = db.listen_url() else { return };
         let listened = async {
@@ -588,7 +669,7 @@ async fn listen(db: crate::db::Db, wake: Arc<tokio::sync::Notify>, shutdown: Shu
             listener.listen("ordo_deliveries").await?;
             loop {
                 listener.recv().await?;
-                wake.notify_one();
+                wake.wake();
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())

@@ -15,6 +15,62 @@ use crate::error::{Error, Result};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Tells dispatchers that a commit wrote events (and so, perhaps, deliveries). A process
+/// that runs a dispatcher wakes it in process: it takes what its own commits wrote, and
+/// no word goes through the database. A process without one (a command run from cron,
+/// `--no-dispatch`) sends PostgreSQL `NOTIFY ordo_deliveries` after its commit, for the
+/// dispatchers listening elsewhere. Sent after the commit, not by a trigger inside it:
+/// a notifying transaction holds a database-wide lock while it commits, which would make
+/// concurrent placements commit one after another. Dispatchers also poll, so a word lost
+/// in a crash only delays.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: tokio::sync::Notify,
+    /// Dispatchers running in this process.
+    local: AtomicUsize,
+}
+
+impl Wake {
+    /// After a commit that wrote events.
+    pub async fn written(&self, db: &crate::Db) {
+        if self.local.load(Ordering::Acquire) > 0 {
+            self.notify.notify_one();
+        } else if db.dialect() == Dialect::Postgres
+            && let Err(err) = sqlx::query("SELECT pg_notify('ordo_deliveries', '')")
+                .execute(db.pool())
+                .await
+        {
+            tracing::debug!(error = %err, "could not notify the dispatchers; they will poll");
+        }
+    }
+
+    /// What this process's dispatcher waits on between polls.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Wakes this process's dispatcher (a notification from elsewhere, or more work).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Marks a dispatcher of this process running until the guard is dropped.
+    pub fn dispatching(self: &std::sync::Arc<Self>) -> DispatchingGuard {
+        self.local.fetch_add(1, Ordering::AcqRel);
+        DispatchingGuard(self.clone())
+    }
+}
+
+/// See [`Wake::dispatching`].
+pub struct DispatchingGuard(std::sync::Arc<Wake>);
+
+impl Drop for DispatchingGuard {
+    fn drop(&mut self) {
+        self.0.local.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The event catalogue.
 #[derive(

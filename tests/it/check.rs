@@ -78,3 +78,44 @@ async fn restore(shop: &TestShop, _before: &str, order_id: i64, product_id: i64)
         .await
         .unwrap();
 }
+
+on_both_databases!(check_reports_a_delivery_naming_nothing);
+
+/// PostgreSQL has no foreign keys on deliveries (they made every placement share-lock the
+/// endpoint row): the check stands in for them.
+async fn check_reports_a_delivery_naming_nothing(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let p = shop.product(5, 100).await;
+    shop.order(&[(p.id, 1)]).await;
+    shop.assert_check_clean().await;
+    let mut conn = shop.ordo.db.pool().acquire().await.unwrap();
+    if backend == Backend::Sqlite {
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (endpoint_id, event_pk, status, attempts, next_attempt_at, created_at, updated_at)
+         VALUES (999, (SELECT MIN(id) FROM events), 'pending', 0, 0, 0, 0)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    if backend == Backend::Sqlite {
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let report = shop.ordo.check().await.unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.check == "deliveries_name_endpoint_and_event"),
+        "{:#?}",
+        report.findings
+    );
+}
