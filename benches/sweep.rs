@@ -308,7 +308,8 @@ async fn scalar(url: &str, sql: &str) -> i64 {
     v
 }
 
-/// Runs `program args` with `ORDO_LOG=warn`, returning its wall time, peak RSS in KiB
+/// Runs `program args` with `ORDO_LOG=warn` (or `ORDO_BENCH_SWEEP_LOG`, to profile),
+/// returning its wall time, peak RSS in KiB
 /// (from wait4) and stdout. Started with posix_spawn (vfork semantics): a forked copy of
 /// this benchmark would count its own memory in the child's peak RSS.
 fn run_measured(program: &str, args: &[&str]) -> (Duration, i64, String, i32) {
@@ -324,7 +325,10 @@ fn run_measured(program: &str, args: &[&str]) -> (Duration, i64, String, i32) {
     let envp: Vec<CString> = std::env::vars()
         .filter(|(k, _)| k != "ORDO_LOG")
         .map(|(k, v)| format!("{k}={v}"))
-        .chain(std::iter::once("ORDO_LOG=warn".to_owned()))
+        .chain(std::iter::once(format!(
+            "ORDO_LOG={}",
+            std::env::var("ORDO_BENCH_SWEEP_LOG").unwrap_or_else(|_| "warn".to_owned())
+        )))
         .map(|e| CString::new(e).expect("environment"))
         .collect();
     let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
