@@ -17,7 +17,7 @@ const ROW_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// Matches an endpoint's event types (a JSON array of names, NULL for all) against `ev.type`.
-fn endpoint_wants(dialect: Dialect) -> &'static str {
+pub(crate) fn endpoint_wants(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => {
             "(ep.event_types IS NULL OR position('\"' || ev.type || '\"' in ep.event_types) > 0)"

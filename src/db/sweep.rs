@@ -172,20 +172,7 @@ pub async fn cancel_batch(
     .bind(REASON)
     .fetch_all(&mut *conn)
     .await?;
-    if rows.len() != batch.len() {
-        return Err(crate::Error::Conflict(format!(
-            "{} of {} claimed orders were no longer pending",
-            batch.len() - rows.len(),
-            batch.len()
-        )));
-    }
-    let orders = rows
-        .iter()
-        .map(|row| {
-            use sqlx::{FromRow, Row};
-            Ok((Order::from_row(row)?, row.try_get::<i64, _>("event_seq")?))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let orders = cancelled_orders(batch, &rows)?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
          SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM orders WHERE {}",
@@ -210,6 +197,22 @@ pub async fn cancel_batch(
     super::payments::close_open_of_orders(conn, dialect, &ids, PaymentStatus::Cancelled, now)
         .await?;
     Ok(CancelledBatch { orders, returned })
+}
+
+/// The orders a batch cancel returned, with their new event numbers; a conflict if any order
+/// of the claimed batch was no longer pending (the caller rolls back and falls back).
+fn cancelled_orders(batch: &[DueOrder], rows: &[sqlx::any::AnyRow]) -> Result<Vec<(Order, i64)>> {
+    use sqlx::{FromRow, Row};
+    if rows.len() != batch.len() {
+        return Err(crate::Error::Conflict(format!(
+            "{} of {} claimed orders were no longer pending",
+            batch.len() - rows.len(),
+            batch.len()
+        )));
+    }
+    rows.iter()
+        .map(|row| Ok((Order::from_row(row)?, row.try_get::<i64, _>("event_seq")?)))
+        .collect()
 }
 
 /// [`cancel_batch`] on PostgreSQL: the same effects in four statements, reading the
@@ -252,20 +255,7 @@ async fn cancel_batch_postgres(
     .bind(ACTOR)
     .fetch_all(&mut *conn)
     .await?;
-    if rows.len() != batch.len() {
-        return Err(crate::Error::Conflict(format!(
-            "{} of {} claimed orders were no longer pending",
-            batch.len() - rows.len(),
-            batch.len()
-        )));
-    }
-    let orders = rows
-        .iter()
-        .map(|row| {
-            use sqlx::{FromRow, Row};
-            Ok((Order::from_row(row)?, row.try_get::<i64, _>("event_seq")?))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let orders = cancelled_orders(batch, &rows)?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH items AS (
            SELECT order_id, product_id, quantity FROM order_items WHERE order_id = ANY({BATCH})),

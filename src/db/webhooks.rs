@@ -174,14 +174,7 @@ pub async fn replay(
     max: i64,
     now: Millis,
 ) -> Result<u64> {
-    let wants = match dialect {
-        Dialect::Postgres => {
-            "(ep.event_types IS NULL OR position('\"' || ev.type || '\"' in ep.event_types) > 0)"
-        }
-        Dialect::Sqlite => {
-            "(ep.event_types IS NULL OR instr(ep.event_types, '\"' || ev.type || '\"') > 0)"
-        }
-    };
+    let wants = super::events::endpoint_wants(dialect);
     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhook_deliveries
            (endpoint_id, event_pk, order_id, seq, status, attempts, next_attempt_at, created_at, updated_at)

@@ -355,17 +355,7 @@ impl Dispatcher {
             return failed(format!("refused: {err}"));
         }
         let now = self.ordo.clock.now();
-        let row = crate::db::events::EventRow {
-            id: d.event_pk,
-            event_id: d.event_id.clone(),
-            kind: d.event_type.clone(),
-            order_id: d.order_id,
-            product_id: None,
-            seq: d.seq,
-            data: d.data.clone(),
-            created_at: d.event_created_at,
-        };
-        let body = super::Event::body(&row);
+        let body = body_of(d);
         let mut keys = Vec::with_capacity(2);
         for secret in std::iter::once(Some(&d.secret)).chain(std::iter::once(
             d.previous_secret
@@ -456,17 +446,7 @@ impl Dispatcher {
     async fn publish(&self, d: &DueDelivery) -> Outcome {
         let result = async {
             let channel = self.broker_channel().await?;
-            let row = crate::db::events::EventRow {
-                id: d.event_pk,
-                event_id: d.event_id.clone(),
-                kind: d.event_type.clone(),
-                order_id: d.order_id,
-                product_id: None,
-                seq: d.seq,
-                data: d.data.clone(),
-                created_at: d.event_created_at,
-            };
-            let body = super::Event::body(&row);
+            let body = body_of(d);
             let properties = lapin::BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_message_id(d.event_id.clone().into())
@@ -684,4 +664,18 @@ async fn listen(db: crate::db::Db, wake: Arc<super::Wake>, shutdown: Shutdown) {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The body a delivery carries: its event's envelope, the same bytes for every attempt.
+fn body_of(d: &DueDelivery) -> String {
+    super::Event::body(&crate::db::events::EventRow {
+        id: d.event_pk,
+        event_id: d.event_id.clone(),
+        kind: d.event_type.clone(),
+        order_id: d.order_id,
+        product_id: None,
+        seq: d.seq,
+        data: d.data.clone(),
+        created_at: d.event_created_at,
+    })
 }
