@@ -157,7 +157,14 @@ fn parse_args() -> Args {
 async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String {
     let url = match backend {
         Backend::Postgres => fresh_pg_database(name).await,
-        Backend::Sqlite => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+        Backend::Sqlite => {
+            // Each scenario starts from a new file, as each PostgreSQL run gets a new database.
+            let path = dir.join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            format!("sqlite://{}", path.display())
+        }
     };
     let db = ordo::Db::connect(&url, 2).await.expect("connect");
     db.migrate().await.expect("migrate");
