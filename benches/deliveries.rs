@@ -9,17 +9,11 @@
 
 mod common;
 
-use common::{fresh_pg_database, scalar};
+use common::{Backend, fresh_pg_database, scalar};
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Postgres,
-    Sqlite,
-}
 
 struct Args {
     events: i64,
@@ -35,20 +29,7 @@ fn parse_args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--events" => args.events = it.next().and_then(|s| s.parse().ok()).expect("--events N"),
-            "--backends" => {
-                args.backends = it
-                    .next()
-                    .map(|s| {
-                        s.split(',')
-                            .map(|b| match b {
-                                "postgres" => Backend::Postgres,
-                                "sqlite" => Backend::Sqlite,
-                                other => panic!("unknown backend {other}"),
-                            })
-                            .collect()
-                    })
-                    .expect("--backends postgres,sqlite")
-            }
+            "--backends" => args.backends = common::backends(it.next()),
             _ => {}
         }
     }

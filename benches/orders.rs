@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{fresh_pg_database, percentile, scalar};
+use common::{Backend, fresh_pg_database, percentile, scalar};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,12 +44,6 @@ impl Scenario {
             Scenario::Hot => "one hot product",
         }
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Postgres,
-    Sqlite,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -111,20 +105,7 @@ fn parse_args() -> Args {
                     .map(|s| s.split(',').map(|n| n.parse().expect("N")).collect())
                     .expect("--connections N[,N]")
             }
-            "--backends" => {
-                args.backends = it
-                    .next()
-                    .map(|s| {
-                        s.split(',')
-                            .map(|b| match b {
-                                "postgres" => Backend::Postgres,
-                                "sqlite" => Backend::Sqlite,
-                                other => panic!("unknown backend {other}"),
-                            })
-                            .collect()
-                    })
-                    .expect("--backends postgres,sqlite")
-            }
+            "--backends" => args.backends = common::backends(it.next()),
             "--only" => {
                 args.scenarios = match it.next().as_deref() {
                     Some("spread") => vec![Scenario::Spread],

@@ -9,19 +9,13 @@
 
 mod common;
 
-use common::pg_url;
+use common::{Backend, pg_url};
 use ordo::Db;
 use std::process::Command;
 
 use std::time::{Duration, Instant};
 
 const PRODUCTS: i64 = 100;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 struct Args {
     sizes: Vec<i64>,
@@ -46,18 +40,7 @@ fn parse_args() -> Args {
                     .map(|s| s.trim().replace('_', "").parse().expect("a number"))
                     .collect()
             }
-            "--backends" => {
-                args.backends = it
-                    .next()
-                    .expect("--backends sqlite,postgres")
-                    .split(',')
-                    .map(|s| match s.trim() {
-                        "sqlite" => Backend::Sqlite,
-                        "postgres" => Backend::Postgres,
-                        other => panic!("unknown backend {other}"),
-                    })
-                    .collect()
-            }
+            "--backends" => args.backends = common::backends(it.next()),
             "--batch-size" => {
                 args.batch_size = it
                     .next()

@@ -4,6 +4,25 @@
 
 use ordo::Db;
 
+/// The database a benchmark runs on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// `--backends postgres,sqlite`: the list after the flag.
+pub fn backends(list: Option<String>) -> Vec<Backend> {
+    list.expect("--backends postgres,sqlite")
+        .split(',')
+        .map(|b| match b.trim() {
+            "postgres" => Backend::Postgres,
+            "sqlite" => Backend::Sqlite,
+            other => panic!("unknown backend {other}"),
+        })
+        .collect()
+}
+
 /// The PostgreSQL server benchmarks use: `ORDO_BENCH_DATABASE_URL`, or the local one.
 pub fn admin_url() -> String {
     std::env::var("ORDO_BENCH_DATABASE_URL")
