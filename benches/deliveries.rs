@@ -69,20 +69,7 @@ async fn prepare(backend: Backend, n: i64, hook: &str, dir: &std::path::Path) ->
     };
     let db = ordo::Db::connect(&url, 1).await.expect("connect");
     db.migrate().await.expect("migrate");
-    let policy = ordo::Policy {
-        webhook_allow_private: true,
-        ..Default::default()
-    };
-    let o = ordo::Ordo::new(db.clone(), policy, ordo::Clock::system());
-    o.create_endpoint(
-        ordo::domain::Actor::Operator,
-        &ordo::events::endpoints::NewEndpoint {
-            url: hook.to_owned(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("endpoint");
+    common::subscribe(&url, hook).await;
     let data = r#"{"order":{"cancel_reason":null,"cancelled_at":null,"carrier":null,"completed_at":null,"created_at":"2026-11-28T17:12:27.636Z","currency":"EUR","id":1,"items":[{"product_id":2,"quantity":1,"unit_price_cents":100}],"note":null,"number":"ORD-BACKLOG","paid_at":null,"payments":[{"amount_cents":100,"created_at":"2026-11-28T17:12:27.636Z","expires_at":"2026-11-28T17:42:27.636Z","id":1,"method":"card","order_id":1,"provider_ref":null,"refund_ref":null,"refund_required":false,"status":"pending","updated_at":"2026-11-28T17:12:27.636Z"}],"status":"pending","total_cents":100,"tracking_number":null,"updated_at":"2026-11-28T17:12:27.636Z","user_id":1},"previous_status":null,"seq":1}"#;
     let (with, series) = match backend {
         Backend::Postgres => (String::new(), format!("generate_series(1, {n}) AS g(x)")),

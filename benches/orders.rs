@@ -461,22 +461,7 @@ async fn bench_ordo(
     let mut lags = None;
     if variant == Variant::Endpoint {
         let (hook, seen) = receiver().await;
-        let db = ordo::Db::connect(&url, 1).await.expect("connect");
-        let policy = ordo::Policy {
-            webhook_allow_private: true,
-            ..Default::default()
-        };
-        let o = ordo::Ordo::new(db.clone(), policy, ordo::Clock::system());
-        o.create_endpoint(
-            ordo::domain::Actor::Operator,
-            &ordo::events::endpoints::NewEndpoint {
-                url: hook,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("endpoint");
-        db.close().await;
+        common::subscribe(&url, &hook).await;
         lags = Some(seen);
     }
     let port = free_port();

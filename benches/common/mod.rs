@@ -88,3 +88,23 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
+
+/// Subscribes a webhook endpoint at `hook` (a loopback receiver) to every event.
+pub async fn subscribe(url: &str, hook: &str) {
+    let db = Db::connect(url, 1).await.expect("connect");
+    let policy = ordo::Policy {
+        webhook_allow_private: true,
+        ..Default::default()
+    };
+    let o = ordo::Ordo::new(db.clone(), policy, ordo::Clock::system());
+    o.create_endpoint(
+        ordo::domain::Actor::Operator,
+        &ordo::events::endpoints::NewEndpoint {
+            url: hook.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("endpoint");
+    db.close().await;
+}
