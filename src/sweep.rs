@@ -178,6 +178,10 @@ impl SweepRequest {
 /// How often a running run writes its progress to its record.
 const HEARTBEAT_MS: u128 = 1_000;
 
+/// A table this large without planner statistics is analyzed before a real sweep; below it
+/// any plan is fast.
+const ANALYZE_FROM_ROWS: i64 = 10_000;
+
 impl SweepSummary {
     fn progress<'a>(
         &'a self,
@@ -482,6 +486,24 @@ impl Ordo {
             .await
     }
 
+    /// Before a real run: tables the batches read that have never had planner statistics
+    /// get them, once (see [`queries::analyze_if_never_analyzed`]). A failure only costs speed.
+    async fn gather_missing_statistics(&self) {
+        let analyzed = async {
+            let mut conn = self.db.pool().acquire().await?;
+            queries::analyze_if_never_analyzed(&mut conn, self.db.dialect(), ANALYZE_FROM_ROWS)
+                .await
+        }
+        .await;
+        match analyzed {
+            Ok(tables) if !tables.is_empty() => {
+                tracing::info!(?tables, "tables had no planner statistics: analyzed them");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not gather planner statistics"),
+        }
+    }
+
     async fn cancel_unpaid_orders_recorded(
         &self,
         request: &SweepRequest,
@@ -508,6 +530,9 @@ impl Ordo {
             failures: Vec::new(),
             stopped: None,
         };
+        if !request.dry_run {
+            self.gather_missing_statistics().await;
+        }
         let mut cursor = Cursor::start();
         loop {
             if stop.load(Ordering::SeqCst) {

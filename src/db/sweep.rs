@@ -293,6 +293,44 @@ async fn cancel_batch_postgres(
     Ok(CancelledBatch { orders, returned })
 }
 
+/// The tables a batch's statements find by index. Without planner statistics (a database
+/// whose orders were just written, before autovacuum first got to them) PostgreSQL guesses,
+/// and guesses a sequential scan of all payments for every batch.
+const SWEPT_TABLES: [&str; 3] = ["order_items", "orders", "payments"];
+
+/// Gathers planner statistics (`ANALYZE`) for those of [`SWEPT_TABLES`] that have never had
+/// any, by hand or by autovacuum, and hold at least `min_rows` rows; returns the tables
+/// analyzed. Nothing to do on SQLite, whose planner needs no statistics for these queries.
+pub async fn analyze_if_never_analyzed(
+    conn: &mut Conn,
+    dialect: Dialect,
+    min_rows: i64,
+) -> Result<Vec<&'static str>> {
+    if dialect != Dialect::Postgres {
+        return Ok(Vec::new());
+    }
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables
+         WHERE schemaname = current_schema() AND relname IN ('order_items', 'orders', 'payments')
+           AND last_analyze IS NULL AND last_autoanalyze IS NULL
+           AND n_live_tup + n_mod_since_analyze >= $1",
+    )
+    .bind(min_rows)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut analyzed = Vec::new();
+    for table in SWEPT_TABLES
+        .into_iter()
+        .filter(|t| missing.iter().any(|m| m == t))
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
+            .execute(&mut *conn)
+            .await?;
+        analyzed.push(table);
+    }
+    Ok(analyzed)
+}
+
 /// What identifies a due set without listing it: how many, the smallest and largest id, and
 /// the sum of the ids. A preview carries it; a run goes ahead only while it still matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,6 +20,7 @@ on_both_databases!(
     cli_now_json_and_exit_codes,
     concurrent_sweeps_and_payments_never_overlap,
     sweep_and_per_order_path_have_the_same_effects,
+    tables_without_statistics_are_analyzed_once,
 );
 
 fn request(dry_run: bool) -> SweepRequest {
@@ -646,4 +647,32 @@ async fn sweep_and_per_order_path_have_the_same_effects(backend: Backend) {
             .join("\n")
     };
     assert_eq!(strip_stock(&batched), strip_stock(&one_by_one));
+}
+
+/// The tables a sweep's batches read get planner statistics when they have none, once;
+/// SQLite needs none.
+async fn tables_without_statistics_are_analyzed_once(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let p = shop.product(10, 100).await;
+    shop.order(&[(p.id, 1)]).await;
+    let db = &shop.ordo.db;
+    let mut conn = db.pool().acquire().await.unwrap();
+    let analyze = async |conn: &mut sqlx::AnyConnection, min_rows| {
+        ordo::db::sweep::analyze_if_never_analyzed(conn, db.dialect(), min_rows)
+            .await
+            .unwrap()
+    };
+    match backend {
+        Backend::Postgres => {
+            // A new database: nothing was ever analyzed, and three tiny tables are not
+            // worth it.
+            assert!(analyze(&mut conn, 10_000).await.is_empty());
+            assert_eq!(
+                analyze(&mut conn, 0).await,
+                ["order_items", "orders", "payments"]
+            );
+            assert!(analyze(&mut conn, 0).await.is_empty(), "analyzed once");
+        }
+        Backend::Sqlite => assert!(analyze(&mut conn, 0).await.is_empty()),
+    }
 }
