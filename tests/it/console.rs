@@ -798,12 +798,9 @@ async fn console_pages_over_http(backend: Backend) {
     );
     assert_eq!(shop.status(id).await, OrderStatus::Cancelled);
     assert_eq!(shop.stock(p.id).await, 10);
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'order.cancel' AND request_id IS NOT NULL",
-    )
-    .fetch_one(shop.ordo.db.pool())
-    .await
-    .unwrap();
+    let audited = shop
+        .count("SELECT COUNT(*) FROM audit_log WHERE action = 'order.cancel' AND request_id IS NOT NULL")
+        .await;
     assert_eq!(audited, 1);
     // A move the lifecycle refuses is a page with the reason, not a change.
     let (status, _, body) = console
@@ -1046,12 +1043,9 @@ async fn webhook_and_token_forms(backend: Backend) {
         headers[LOCATION],
         format!("/console/webhooks?redelivered={delivery}")
     );
-    let redelivered: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_log WHERE action = 'webhook_delivery.redeliver'",
-    )
-    .fetch_one(shop.ordo.db.pool())
-    .await
-    .unwrap();
+    let redelivered = shop
+        .count("SELECT COUNT(*) FROM audit_log WHERE action = 'webhook_delivery.redeliver'")
+        .await;
     assert_eq!(redelivered, 1);
 
     // A token, shown once; then revoked.

@@ -171,6 +171,17 @@ impl Scenario {
         }
     }
 
+    /// The visible text of the first element matching `css`.
+    async fn text_of(&self, css: &str) -> String {
+        self.client()
+            .find(Locator::Css(css))
+            .await
+            .expect(css)
+            .text()
+            .await
+            .expect("element text")
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let field = self.client().find(Locator::Css(css)).await.expect(css);
         field.clear().await.expect("clear");
@@ -368,23 +379,9 @@ async fn the_console_in_a_browser() {
         "span[data-deadline=\"{}\"]",
         soon.order.order.created_at + 30 * MINUTE
     );
-    let first = s
-        .client()
-        .find(Locator::Css(&countdown))
-        .await
-        .expect("countdown")
-        .text()
-        .await
-        .unwrap();
+    let first = s.text_of(&countdown).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let later = s
-        .client()
-        .find(Locator::Css(&countdown))
-        .await
-        .expect("countdown")
-        .text()
-        .await
-        .unwrap();
+    let later = s.text_of(&countdown).await;
     assert_ne!(first, later, "the countdown does not tick");
     assert!(first.contains("min"), "{first}");
 
@@ -478,14 +475,7 @@ async fn the_console_in_a_browser() {
     s.wait_for_text(10, "the adjustment", |t| t.contains("Stock is now 9"))
         .await;
     assert_eq!(shop.stock(cap.id).await, 9);
-    let newest = s
-        .client()
-        .find(Locator::Css("#ledger tbody tr"))
-        .await
-        .expect("ledger row")
-        .text()
-        .await
-        .unwrap();
+    let newest = s.text_of("#ledger tbody tr").await;
     assert!(newest.contains("+5") && newest.ends_with('9'), "{newest}");
 
     // Every page in English passes axe.
