@@ -668,8 +668,7 @@ impl Ordo {
     /// no run.
     pub async fn preview_sweep(&self, actor: Actor, timeout_minutes: u32) -> Result<SweepPreview> {
         crate::inventory::require_staff(actor)?;
-        let now = self.clock.now();
-        let cutoff = now - i64::from(timeout_minutes) * 60_000;
+        let (now, cutoff) = self.due_as_of_now(timeout_minutes);
         let mut conn = self.db.pool().acquire().await?;
         let fingerprint = queries::due_fingerprint(&mut conn, cutoff, now).await?;
         let orders = queries::next_due(
@@ -693,6 +692,12 @@ impl Ordo {
         })
     }
 
+    /// The instant a preview or a previewed run looks at, and the cutoff of `timeout_minutes`.
+    fn due_as_of_now(&self, timeout_minutes: u32) -> (Millis, Millis) {
+        let now = self.clock.now();
+        (now, now - i64::from(timeout_minutes) * 60_000)
+    }
+
     /// Runs the sweep a preview showed, only if the orders due now are still exactly the
     /// previewed ones (same fingerprint); otherwise changes nothing and returns the fresh
     /// preview. The run is recorded like any other, capped at the previewed count.
@@ -704,8 +709,14 @@ impl Ordo {
         batch_size: u32,
         previewed: DueFingerprint,
     ) -> Result<PreviewedRun> {
-        let fresh = self.preview_sweep(actor, timeout_minutes).await?;
-        if fresh.fingerprint != previewed {
+        crate::inventory::require_staff(actor)?;
+        let (now, cutoff) = self.due_as_of_now(timeout_minutes);
+        let fingerprint = {
+            let mut conn = self.db.pool().acquire().await?;
+            queries::due_fingerprint(&mut conn, cutoff, now).await?
+        };
+        if fingerprint != previewed {
+            let fresh = self.preview_sweep(actor, timeout_minutes).await?;
             return Ok(PreviewedRun::Changed(fresh));
         }
         let request = SweepRequest {
@@ -713,7 +724,7 @@ impl Ordo {
             dry_run: false,
             batch_size,
             limit: Some(previewed.count.max(0) as u64),
-            now: Some(fresh.now),
+            now: Some(now),
         };
         let ran = self
             .run_sweep(actor, trigger, &request, &AtomicBool::new(false), |_, _| {})

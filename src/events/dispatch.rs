@@ -169,13 +169,19 @@ impl Dispatcher {
         }
     }
 
-    /// Makes sure the broker has its endpoint (kind `amqp`), so that events fan out to it.
+    /// Makes sure the broker has its endpoint (kind `amqp`), so that events fan out to it;
+    /// once that is known, this costs nothing.
     pub async fn register_broker(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.registered.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let Some(url) = &self.config.amqp_url else {
+            self.registered.store(true, Ordering::Release);
             return Ok(());
         };
         let _one_at_a_time = self.registering.lock().await;
-        if self.registered.load(std::sync::atomic::Ordering::Acquire) {
+        if self.registered.load(Ordering::Acquire) {
             return Ok(());
         }
         let now = self.ordo.clock.now();
@@ -196,6 +202,7 @@ impl Dispatcher {
             .await?;
         }
         tx.commit().await?;
+        self.registered.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -598,16 +605,8 @@ async fn work(dispatcher: Arc<Dispatcher>, wake: Arc<super::Wake>, shutdown: Shu
                 _ = shutdown.wait() => break,
             }
         }
-        if !dispatcher
-            .registered
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            match dispatcher.register_broker().await {
-                Ok(()) => dispatcher
-                    .registered
-                    .store(true, std::sync::atomic::Ordering::Release),
-                Err(err) => tracing::warn!(error = %err, "could not register the broker endpoint"),
-            }
+        if let Err(err) = dispatcher.register_broker().await {
+            tracing::warn!(error = %err, "could not register the broker endpoint");
         }
         let pause = match dispatcher.dispatch_once().await {
             Ok(n) if n as i64 >= config.batch => {
