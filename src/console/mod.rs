@@ -176,15 +176,9 @@ async fn switch_language(
         .filter(|b| is_console_path(b))
         .unwrap_or_else(|| "/console/".to_owned());
     let mut response = Redirect::to(&back).into_response();
-    let secure = if session::is_https(&headers) {
-        "; Secure"
-    } else {
-        ""
-    };
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{LANG_COOKIE}={}; Path=/console; Max-Age=31536000; SameSite=Strict; HttpOnly{secure}",
-        lang.code()
-    )) {
+    if let Some(value) =
+        session::console_cookie(&headers, LANG_COOKIE, lang.code(), Some(31_536_000))
+    {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

@@ -163,11 +163,18 @@ pub fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
-fn session_cookie(headers: &HeaderMap, value: &str, max_age: Option<u32>) -> Option<HeaderValue> {
+/// A console cookie: `HttpOnly; SameSite=Strict; Path=/console`, `Secure` over HTTPS, and
+/// `Max-Age` when given (else it lasts the browser session).
+pub fn console_cookie(
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: Option<u32>,
+) -> Option<HeaderValue> {
     let secure = if is_https(headers) { "; Secure" } else { "" };
     let max_age = max_age.map_or(String::new(), |s| format!("; Max-Age={s}"));
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/console; HttpOnly; SameSite=Strict{secure}{max_age}"
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict{secure}{max_age}"
     ))
     .ok()
 }
@@ -338,7 +345,7 @@ pub async fn login(
     match opened {
         Ok((id, _)) => {
             let mut response = Redirect::to("/console/").into_response();
-            if let Some(cookie) = session_cookie(&headers, &id, None) {
+            if let Some(cookie) = console_cookie(&headers, COOKIE, &id, None) {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
             Ok(response)
@@ -364,7 +371,7 @@ pub async fn logout(console: Console, headers: HeaderMap) -> PageResult {
         .await
         .map_err(|e| console.fail(e))?;
     let mut response = Redirect::to("/console/login?signed_out=1").into_response();
-    if let Some(cookie) = session_cookie(&headers, "", Some(0)) {
+    if let Some(cookie) = console_cookie(&headers, COOKIE, "", Some(0)) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
