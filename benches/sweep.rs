@@ -3,6 +3,7 @@
 //! same work done by one hand-written set-based SQL statement on an identical copy.
 //!
 //!     cargo bench --bench sweep -- [--sizes 100000,1000000] [--backends sqlite,postgres] [--batch-size 1000]
+//!         [--states vacuumed,written]
 //!
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres),
 //! a user that may create databases. Prints a Markdown table for BENCHMARKS.md.
@@ -21,6 +22,8 @@ struct Args {
     sizes: Vec<i64>,
     backends: Vec<Backend>,
     batch_size: u32,
+    /// Which seeded states to measure: after `VACUUM ANALYZE` (true), just written (false).
+    states: Vec<bool>,
 }
 
 fn parse_args() -> Args {
@@ -28,6 +31,7 @@ fn parse_args() -> Args {
         sizes: vec![100_000, 1_000_000],
         backends: vec![Backend::Postgres, Backend::Sqlite],
         batch_size: 1000,
+        states: vec![true, false],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -47,6 +51,18 @@ fn parse_args() -> Args {
                     .expect("--batch-size N")
                     .parse()
                     .expect("a number")
+            }
+            "--states" => {
+                args.states = it
+                    .next()
+                    .expect("--states vacuumed,written")
+                    .split(',')
+                    .map(|s| match s.trim() {
+                        "vacuumed" => true,
+                        "written" => false,
+                        other => panic!("--states: {other:?} is neither vacuumed nor written"),
+                    })
+                    .collect()
             }
             _ => {} // `cargo bench` passes --bench
         }
@@ -591,7 +607,7 @@ fn main() {
             // The full comparison at the smaller sizes; at the largest, the sweep and the
             // limit alone (memory stays flat).
             let variants = n <= 100_000;
-            for vacuumed in [true, false] {
+            for &vacuumed in &args.states {
                 if !vacuumed && (backend == Backend::Sqlite || !variants) {
                     continue;
                 }

@@ -419,7 +419,7 @@ impl Ordo {
         now: Millis,
     ) -> Result<i64> {
         let dialect = self.db.dialect();
-        let cancelled = queries::cancel_batch(tx, dialect, due, now).await?;
+        let cancelled = queries::cancel_batch(tx, dialect, due, now, self.policy.events).await?;
         let units = cancelled.returned.iter().map(|(_, units)| units).sum();
         if !self.policy.events {
             return Ok(units);

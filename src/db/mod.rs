@@ -97,6 +97,14 @@ async fn probe(target: &hosts::PgTarget, i: usize) -> hosts::Probe {
     }
 }
 
+/// Every PostgreSQL connection: no JIT compilation. ordo's statements are short; the
+/// server would compile one whose cost estimate passes `jit_above_cost` (a sweep batch over a
+/// large table, say), which takes a few hundred milliseconds, far more than running it.
+async fn set_up_postgres_session(conn: &mut sqlx::AnyConnection) -> sqlx::Result<()> {
+    conn.execute("SET jit = off").await?;
+    Ok(())
+}
+
 impl Db {
     /// Connects to `url` (`sqlite:` path, or `postgres://`), with up to `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
@@ -135,7 +143,12 @@ impl Db {
                     .connect(&url)
                     .await?
             }
-            Dialect::Postgres => options.connect(&url).await?,
+            Dialect::Postgres => {
+                options
+                    .after_connect(|conn, _meta| Box::pin(set_up_postgres_session(conn)))
+                    .connect(&url)
+                    .await?
+            }
         };
         Ok(Db {
             pool,
@@ -211,7 +224,7 @@ impl Db {
                             "connected to a standby, not the primary".to_owned(),
                         ));
                     }
-                    Ok(())
+                    set_up_postgres_session(conn).await
                 })
             })
             .connect(&primary.url())

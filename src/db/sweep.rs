@@ -9,9 +9,35 @@ use super::{Conn, Dialect};
 use crate::domain::{Millis, MovementReason, Order, PaymentStatus, Product};
 use crate::error::Result;
 
-const DUE: &str = "o.status = 'pending' AND o.created_at <= $1
-    AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id
-                    AND (p.status = 'succeeded' OR (p.status = 'pending' AND p.expires_at > $2)))";
+/// A payment that could still complete the order (`o`): succeeded, or open and unexpired.
+macro_rules! live_payment {
+    ($select:literal) => {
+        concat!(
+            "SELECT ",
+            $select,
+            " FROM payments p WHERE p.order_id = o.id
+               AND (p.status = 'succeeded' OR (p.status = 'pending' AND p.expires_at > $2))"
+        )
+    };
+}
+
+/// Due, for statements over the whole due set: the planner may look the live payments up
+/// once for all orders (a hash anti-join).
+const DUE: &str = concat!(
+    "o.status = 'pending' AND o.created_at <= $1 AND NOT EXISTS (",
+    live_payment!("1"),
+    ")"
+);
+
+/// Due, for statements that stop after a few orders (a batch, the oldest, one order): each
+/// order's payments are looked up by index as the orders are read. Written as a scalar
+/// subquery because PostgreSQL turns `NOT EXISTS` into an anti-join, which it plans, when
+/// few payments look live, as a sequential scan of every payment, once per batch.
+const DUE_EACH: &str = concat!(
+    "o.status = 'pending' AND o.created_at <= $1 AND NOT COALESCE((",
+    live_payment!("TRUE"),
+    " LIMIT 1), FALSE)"
+);
 
 /// The sweep's actor and the reason it records.
 pub const ACTOR: &str = "system:expiry";
@@ -63,7 +89,7 @@ pub async fn count_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<i
 /// When the oldest due order was created.
 pub async fn oldest_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<Option<Millis>> {
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT o.created_at FROM orders o WHERE {DUE} ORDER BY o.created_at, o.id LIMIT 1"
+        "SELECT o.created_at FROM orders o WHERE {DUE_EACH} ORDER BY o.created_at, o.id LIMIT 1"
     )))
     .bind(cutoff)
     .bind(now)
@@ -93,7 +119,7 @@ pub async fn next_due(
         "SELECT o.id, o.number, o.created_at,
                 CAST((SELECT SUM(i.quantity) FROM order_items i WHERE i.order_id = o.id) AS BIGINT) AS units
          FROM orders o
-         WHERE {DUE} AND (o.created_at, o.id) > ($3, $4)
+         WHERE {DUE_EACH} AND (o.created_at, o.id) > ($3, $4)
          ORDER BY o.created_at, o.id LIMIT $5{lock_clause}"
     )))
     .bind(cutoff)
@@ -114,7 +140,7 @@ pub async fn lock_if_due(
     now: Millis,
 ) -> Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT o.id FROM orders o WHERE o.id = $3 AND {DUE}{}",
+        "SELECT o.id FROM orders o WHERE o.id = $3 AND {DUE_EACH}{}",
         dialect.for_update()
     )))
     .bind(cutoff)
@@ -138,8 +164,9 @@ pub fn ids_json(orders: &[DueOrder]) -> String {
     out
 }
 
-/// What cancelling a batch did: the orders as they are now with their new event numbers,
-/// and the products that got stock back (with the units).
+/// What cancelling a batch did: the orders as they are now with their new event numbers
+/// (when asked for: events are made of them), and the products that got stock back (with
+/// the units).
 pub struct CancelledBatch {
     pub orders: Vec<(Order, i64)>,
     pub returned: Vec<(Product, i64)>,
@@ -148,31 +175,33 @@ pub struct CancelledBatch {
 /// Cancels a claimed batch with the effects of the transition to `cancelled`: status,
 /// cancelled_at, cancel_reason, one history row each, stock released once with ledger
 /// rows, open payments closed (expired ones marked `expired`). Fails if any order was not
-/// in the state the claim saw (the caller rolls back).
+/// in the state the claim saw (the caller rolls back). The cancelled orders are read back
+/// only `with_orders`.
 pub async fn cancel_batch(
     conn: &mut Conn,
     dialect: Dialect,
     batch: &[DueOrder],
     now: Millis,
+    with_orders: bool,
 ) -> Result<CancelledBatch> {
     if dialect == Dialect::Postgres {
-        return cancel_batch_postgres(conn, batch, now).await;
+        return cancel_batch_postgres(conn, batch, now, with_orders).await;
     }
+    let returning = cancelled_columns(with_orders);
     let ids = ids_json(batch);
     let in_batch = |column: &str| dialect.in_ids(column, 1);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3,
                 event_seq = event_seq + 1
-         WHERE status = 'pending' AND {} RETURNING {}, event_seq",
+         WHERE status = 'pending' AND {} RETURNING {returning}",
         in_batch("id"),
-        super::orders::COLUMNS
     )))
     .bind(&ids)
     .bind(now)
     .bind(REASON)
     .fetch_all(&mut *conn)
     .await?;
-    let orders = cancelled_orders(batch, &rows)?;
+    let orders = cancelled_orders(batch, &rows, with_orders)?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
          SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM orders WHERE {}",
@@ -199,9 +228,23 @@ pub async fn cancel_batch(
     Ok(CancelledBatch { orders, returned })
 }
 
-/// The orders a batch cancel returned, with their new event numbers; a conflict if any order
-/// of the claimed batch was no longer pending (the caller rolls back and falls back).
-fn cancelled_orders(batch: &[DueOrder], rows: &[sqlx::any::AnyRow]) -> Result<Vec<(Order, i64)>> {
+/// What the cancelling `UPDATE` returns: the orders and their event numbers, or only ids.
+fn cancelled_columns(with_orders: bool) -> String {
+    if with_orders {
+        format!("{}, event_seq", super::orders::COLUMNS)
+    } else {
+        "id".to_owned()
+    }
+}
+
+/// The orders a batch cancel returned, with their new event numbers (`with_orders`); a
+/// conflict if any order of the claimed batch was no longer pending (the caller rolls back
+/// and falls back).
+fn cancelled_orders(
+    batch: &[DueOrder],
+    rows: &[sqlx::any::AnyRow],
+    with_orders: bool,
+) -> Result<Vec<(Order, i64)>> {
     use sqlx::{FromRow, Row};
     if rows.len() != batch.len() {
         return Err(crate::Error::Conflict(format!(
@@ -209,6 +252,9 @@ fn cancelled_orders(batch: &[DueOrder], rows: &[sqlx::any::AnyRow]) -> Result<Ve
             batch.len() - rows.len(),
             batch.len()
         )));
+    }
+    if !with_orders {
+        return Ok(Vec::new());
     }
     rows.iter()
         .map(|row| Ok((Order::from_row(row)?, row.try_get::<i64, _>("event_seq")?)))
@@ -222,7 +268,9 @@ async fn cancel_batch_postgres(
     conn: &mut Conn,
     batch: &[DueOrder],
     now: Millis,
+    with_orders: bool,
 ) -> Result<CancelledBatch> {
+    let returning = cancelled_columns(with_orders);
     let ids = batch
         .iter()
         .map(|o| o.id.to_string())
@@ -242,12 +290,11 @@ async fn cancel_batch_postgres(
            UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2,
                   cancel_reason = $3, event_seq = event_seq + 1
            WHERE id = ANY({BATCH}) AND status = 'pending'
-           RETURNING {}, event_seq),
+           RETURNING {returning}),
          history AS (
            INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
            SELECT id, 'pending', 'cancelled', $4, $3, $2 FROM cancelled)
-         SELECT * FROM cancelled",
-        super::orders::COLUMNS
+         SELECT * FROM cancelled"
     )))
     .bind(&ids)
     .bind(now)
@@ -255,7 +302,7 @@ async fn cancel_batch_postgres(
     .bind(ACTOR)
     .fetch_all(&mut *conn)
     .await?;
-    let orders = cancelled_orders(batch, &rows)?;
+    let orders = cancelled_orders(batch, &rows, with_orders)?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH items AS (
            SELECT order_id, product_id, quantity FROM order_items WHERE order_id = ANY({BATCH})),
@@ -298,9 +345,11 @@ async fn cancel_batch_postgres(
 /// and guesses a sequential scan of all payments for every batch.
 const SWEPT_TABLES: [&str; 3] = ["order_items", "orders", "payments"];
 
-/// Gathers planner statistics (`ANALYZE`) for those of [`SWEPT_TABLES`] that have never had
-/// any, by hand or by autovacuum, and hold at least `min_rows` rows; returns the tables
-/// analyzed. Nothing to do on SQLite, whose planner needs no statistics for these queries.
+/// Gathers planner statistics (`ANALYZE`) for those of [`SWEPT_TABLES`] that have none and
+/// hold at least `min_rows` rows; returns the tables analyzed. "None" is read from the
+/// statistics themselves (`pg_stats`), not from the activity counters, which a copy of the
+/// database (`CREATE DATABASE … TEMPLATE`), a restore or `pg_stat_reset()` starts afresh.
+/// Nothing to do on SQLite, whose planner needs no statistics for these queries.
 pub async fn analyze_if_never_analyzed(
     conn: &mut Conn,
     dialect: Dialect,
@@ -309,20 +358,26 @@ pub async fn analyze_if_never_analyzed(
     if dialect != Dialect::Postgres {
         return Ok(Vec::new());
     }
-    let missing: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables
-         WHERE schemaname = current_schema() AND relname IN ('order_items', 'orders', 'payments')
-           AND last_analyze IS NULL AND last_autoanalyze IS NULL
-           AND n_live_tup + n_mod_since_analyze >= $1",
+    let have: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT CAST(tablename AS TEXT) FROM pg_stats
+         WHERE schemaname = current_schema() AND tablename IN ('order_items', 'orders', 'payments')",
     )
-    .bind(min_rows)
     .fetch_all(&mut *conn)
     .await?;
     let mut analyzed = Vec::new();
     for table in SWEPT_TABLES
         .into_iter()
-        .filter(|t| missing.iter().any(|m| m == t))
+        .filter(|t| !have.iter().any(|h| h == t))
     {
+        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT $1) AS t"
+        )))
+        .bind(min_rows.max(1))
+        .fetch_one(&mut *conn)
+        .await?;
+        if rows < min_rows.max(1) {
+            continue;
+        }
         sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
             .execute(&mut *conn)
             .await?;

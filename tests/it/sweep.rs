@@ -672,6 +672,19 @@ async fn tables_without_statistics_are_analyzed_once(backend: Backend) {
                 ["order_items", "orders", "payments"]
             );
             assert!(analyze(&mut conn, 0).await.is_empty(), "analyzed once");
+            // The activity counters start afresh in a copy of the database (or after a
+            // reset); the statistics themselves are still there.
+            sqlx::query("SELECT pg_stat_reset()")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            assert!(analyze(&mut conn, 0).await.is_empty(), "still analyzed");
+            // Nor does the server JIT-compile a batch whose estimate looks large.
+            let jit: String = sqlx::query_scalar("SELECT current_setting('jit')")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(jit, "off");
         }
         Backend::Sqlite => assert!(analyze(&mut conn, 0).await.is_empty()),
     }
