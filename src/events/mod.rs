@@ -14,6 +14,7 @@ use crate::domain::{Millis, OrderDetails, OrderStatus, Payment, Product, format_
 use crate::error::{Error, Result};
 use rand::Rng;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -187,7 +188,35 @@ pub struct NewEvent {
     pub order_id: Option<i64>,
     pub product_id: Option<i64>,
     pub seq: Option<i64>,
-    pub data: Value,
+    /// Serialized once, straight from the domain types (no JSON tree in between); written
+    /// into the rows as it is.
+    pub data: Box<RawValue>,
+}
+
+/// An order event's `data`: the order, its sequence number, where it came from, and the
+/// type's own fields after them.
+#[derive(Serialize)]
+struct OrderData<'a> {
+    order: &'a OrderDetails,
+    seq: i64,
+    previous_status: Option<OrderStatus>,
+    #[serde(flatten)]
+    extra: &'a serde_json::Map<String, Value>,
+}
+
+/// A product event's `data`.
+#[derive(Serialize)]
+struct ProductData<'a> {
+    product: &'a Product,
+}
+
+/// `data` as raw JSON. The domain types always serialize; should one ever fail, the event
+/// still goes out, with `null` data and the failure logged.
+fn raw_data(data: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(data).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "could not serialize event data");
+        Box::default()
+    })
 }
 
 /// A fresh public event id: `evt_` and 26 base-32 characters, the first 10 the time in
@@ -219,14 +248,17 @@ impl NewEvent {
         previous_status: Option<OrderStatus>,
         extra: Value,
     ) -> NewEvent {
-        let mut data = json!({
-            "order": order,
-            "seq": seq,
-            "previous_status": previous_status,
+        let none = serde_json::Map::new();
+        let extra = match &extra {
+            Value::Object(fields) => fields,
+            _ => &none,
+        };
+        let data = raw_data(&OrderData {
+            order,
+            seq,
+            previous_status,
+            extra,
         });
-        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
-            data.extend(extra);
-        }
         NewEvent {
             event_id: new_event_id(),
             kind: kind.as_str(),
@@ -245,7 +277,7 @@ impl NewEvent {
             order_id: None,
             product_id: Some(product.id),
             seq: None,
-            data: json!({ "product": product }),
+            data: raw_data(&ProductData { product }),
         }
     }
 }
