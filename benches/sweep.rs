@@ -630,15 +630,15 @@ fn main() {
     }
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_owned(), f);
     println!(
-        "| database | overdue orders | state | sweep (s) | sweep orders/s | limit (s) | sweep / limit | limit with events (s) | sweep / limit with events | sweep without events (s) | with / without events | wall incl. start-up (s) | peak RSS (MiB) |"
+        "| database | overdue orders | state | sweep (s) | sweep orders/s | limit (s) | sweep / limit | limit with events (s) | sweep / limit with events | sweep without events (s) | sweep without events / limit | with / without events | wall incl. start-up (s) | peak RSS (MiB) |"
     );
     println!(
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in &rows {
         let rate = r.n as f64 / r.sweep_s;
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {:.2} | {:.1} |",
             match r.backend {
                 Backend::Sqlite => "SQLite",
                 Backend::Postgres => "PostgreSQL",
@@ -656,6 +656,7 @@ fn main() {
             opt(r.limit_events_s, &|s| format!("{s:.2}")),
             opt(r.limit_events_s, &|s| format!("{:.2}", s / r.sweep_s)),
             opt(r.sweep_no_events_s, &|s| format!("{s:.2}")),
+            opt(r.sweep_no_events_s, &|s| format!("{:.2}", r.limit_s / s)),
             opt(r.sweep_no_events_s, &|s| format!("{:.2}", s / r.sweep_s)),
             r.sweep_wall_s,
             r.rss_mib,
