@@ -205,6 +205,9 @@ fn check_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// The longest lifetime a token can be given: ten years (the console offers the same).
+pub const MAX_TOKEN_LIFETIME_MS: Millis = 3650 * 86_400_000;
+
 impl Ordo {
     /// Creates a user with a token that never expires, as the operator; the token is
     /// returned once and never stored.
@@ -238,6 +241,14 @@ impl Ordo {
     pub async fn issue_token(&self, actor: Actor, new: &NewToken) -> Result<(TokenInfo, ApiToken)> {
         crate::inventory::require_staff(actor)?;
         let name = check_name(&new.name)?;
+        if let Some(span) = new.expires_in
+            && !(1..=MAX_TOKEN_LIFETIME_MS).contains(&span)
+        {
+            return Err(Error::validation(
+                "expires_in",
+                "a token lives at most 3650 days (10 years); omit it for a token that lives until revoked",
+            ));
+        }
         let now = self.clock.now();
         let expires_at = new.expires_in.map(|span| now + span);
         let token = ApiToken::generate();

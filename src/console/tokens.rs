@@ -119,7 +119,9 @@ pub async fn create(console: Console, axum::Form(form): axum::Form<CreateForm>) 
         };
         let expires_in = match whole_number("expires_days", &form.expires_days)? {
             None => None,
-            Some(days) if (1..=3650).contains(&days) => Some(days * 86_400_000),
+            Some(days) if (1..=crate::auth::MAX_TOKEN_LIFETIME_MS / 86_400_000).contains(&days) => {
+                Some(days * 86_400_000)
+            }
             Some(_) => return Err(Error::validation("expires_days", "1 to 3650 days")),
         };
         Ok(NewToken {

@@ -37,7 +37,8 @@ pub struct TokenRequest {
     pub name: String,
     /// The new user's role.
     pub role: RoleName,
-    /// How long it lives, such as `90d`, `12h`, `30m`, `2w`; omitted: until revoked.
+    /// How long it lives, such as `90d`, `12h`, `30m`, `2w`, at most 3650 days; omitted: until
+    /// revoked.
     #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]$", example = "90d")]
     pub expires_in: Option<String>,
 }

@@ -502,6 +502,35 @@ async fn tokens_expire_and_are_revoked_at_once(backend: Backend) {
         (status, problem["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("expires_in"))
     );
+    // So are lifetimes past ten years (749,430 weeks would end in the year 16389, which
+    // no RFC 3339 timestamp can say), and nothing is written.
+    let tokens = || shop.count("SELECT COUNT(*) FROM api_tokens");
+    let before = tokens().await;
+    for span in ["749430w", "3651d"] {
+        let (status, problem) = app
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                app.staff(),
+                Some(json!({"name": "x", "role": "staff", "expires_in": span})),
+            )
+            .await;
+        assert_eq!(
+            (status, problem["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("expires_in")),
+            "{span}: {problem}"
+        );
+    }
+    assert_eq!(tokens().await, before);
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            app.staff(),
+            Some(json!({"name": "x", "role": "staff", "expires_in": "3650d"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
 }
 
 async fn last_use_is_written_at_most_once_a_minute(backend: Backend) {
