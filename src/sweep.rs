@@ -328,8 +328,7 @@ impl Ordo {
     /// The age in milliseconds of the oldest order a sweep with this timeout would cancel
     /// now, if any.
     pub async fn oldest_due_order_age_ms(&self, timeout_minutes: u32) -> Result<Option<Millis>> {
-        let now = self.clock.now();
-        let cutoff = now - i64::from(timeout_minutes) * 60_000;
+        let (now, cutoff) = self.due_as_of_now(timeout_minutes);
         let mut conn = self.db.pool().acquire().await?;
         Ok(queries::oldest_due(&mut conn, cutoff, now)
             .await?
@@ -338,8 +337,7 @@ impl Ordo {
 
     /// How many orders a sweep with this timeout would find now.
     pub async fn count_due_orders(&self, timeout_minutes: u32) -> Result<i64> {
-        let now = self.clock.now();
-        let cutoff = now - i64::from(timeout_minutes) * 60_000;
+        let (now, cutoff) = self.due_as_of_now(timeout_minutes);
         let mut conn = self.db.pool().acquire().await?;
         queries::count_due(&mut conn, cutoff, now).await
     }
@@ -692,7 +690,8 @@ impl Ordo {
         })
     }
 
-    /// The instant a preview or a previewed run looks at, and the cutoff of `timeout_minutes`.
+    /// Now, and the cutoff of `timeout_minutes` before it: what the due counts, the preview
+    /// and a previewed run look at.
     fn due_as_of_now(&self, timeout_minutes: u32) -> (Millis, Millis) {
         let now = self.clock.now();
         (now, now - i64::from(timeout_minutes) * 60_000)

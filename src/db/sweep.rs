@@ -364,6 +364,7 @@ pub async fn analyze_if_never_analyzed(
     )
     .fetch_all(&mut *conn)
     .await?;
+    let min_rows = min_rows.max(1);
     let mut analyzed = Vec::new();
     for table in SWEPT_TABLES
         .into_iter()
@@ -372,10 +373,10 @@ pub async fn analyze_if_never_analyzed(
         let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT $1) AS t"
         )))
-        .bind(min_rows.max(1))
+        .bind(min_rows)
         .fetch_one(&mut *conn)
         .await?;
-        if rows < min_rows.max(1) {
+        if rows < min_rows {
             continue;
         }
         sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
