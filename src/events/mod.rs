@@ -312,7 +312,17 @@ pub(crate) async fn record(
     if !enabled || events.is_empty() {
         return Ok(());
     }
-    let rows = serde_json::to_string(events).map_err(|e| Error::Conflict(e.to_string()))?;
+    let rows: Vec<db::events::EventInsert<'_>> = events
+        .iter()
+        .map(|e| db::events::EventInsert {
+            event_id: &e.event_id,
+            kind: e.kind,
+            order_id: e.order_id,
+            product_id: e.product_id,
+            seq: e.seq,
+            data: &e.data,
+        })
+        .collect();
     db::events::insert(conn, dialect, &rows, now).await
 }
 
