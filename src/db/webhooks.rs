@@ -231,16 +231,18 @@ pub struct DueDelivery {
     pub event_created_at: Millis,
 }
 
-/// Claims up to `limit` due deliveries of the given endpoint kinds for one attempt each,
-/// leasing them until `lease_until`: another dispatcher skips them (PostgreSQL `FOR UPDATE
-/// SKIP LOCKED` while claiming, the lease afterwards). For an `ordered` endpoint only the
+/// Claims up to `limit` due deliveries of the given endpoint kinds for one attempt each:
+/// another dispatcher skips them. On PostgreSQL the claim is the row locks (`FOR UPDATE
+/// SKIP LOCKED`), held as long as the caller's transaction; with `lease_until` the rows are
+/// also leased until then, for a claim that outlives its transaction (SQLite, whose write
+/// transaction cannot stay open through the attempts). For an `ordered` endpoint only the
 /// earliest undelivered event of each order is due.
 pub async fn claim_due(
     conn: &mut Conn,
     dialect: Dialect,
     kinds_json: &str,
     limit: i64,
-    lease_until: Millis,
+    lease_until: Option<Millis>,
     now: Millis,
 ) -> Result<Vec<DueDelivery>> {
     let kinds = match dialect {
@@ -251,6 +253,16 @@ pub async fn claim_due(
         Dialect::Postgres => " FOR UPDATE OF d SKIP LOCKED",
         Dialect::Sqlite => "",
     };
+    if dialect == Dialect::Postgres {
+        // Walk the due index in order. Every delivery done since the last VACUUM leaves an
+        // entry there; an index scan marks each one dead the first time it passes it and
+        // skips it after that, while a bitmap scan (which the planner prefers when it
+        // expects few due rows) visits them all in the table on every claim: 7 ms per
+        // claim after 20,000 deliveries instead of 0.2 ms.
+        sqlx::query("SET LOCAL enable_bitmapscan = off")
+            .execute(&mut *conn)
+            .await?;
+    }
     let claimed: Vec<DueDelivery> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT d.id, d.attempts, ep.id AS endpoint_id, ep.kind, ep.url, ep.secret,
                 ep.previous_secret, ep.previous_secret_until, ev.id AS event_pk, ev.event_id,
@@ -273,9 +285,9 @@ pub async fn claim_due(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    if claimed.is_empty() {
+    let Some(lease_until) = lease_until.filter(|_| !claimed.is_empty()) else {
         return Ok(claimed);
-    }
+    };
     let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_deliveries SET leased_until = $2 WHERE {}",

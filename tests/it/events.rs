@@ -3,7 +3,7 @@
 //! rotation — on both databases, against a real HTTP receiver that checks signatures with
 //! the reference `standardwebhooks` crate.
 
-use crate::helpers::{Backend, MINUTE, T0, TestShop};
+use crate::helpers::{Backend, MINUTE, T0, TestShop, test_policy};
 use crate::on_both_databases;
 use crate::receiver::{Receiver, Reply};
 use ordo::domain::{OrderStatus, ProviderEvent, ProviderStatus};
@@ -29,6 +29,7 @@ on_both_databases!(
     a_refused_change_writes_no_event,
     event_types_filter_what_an_endpoint_gets,
     a_slow_receiver_cannot_hold_a_worker,
+    dispatchers_of_several_processes_share_the_work,
 );
 
 pub fn dispatcher(ordo: &Ordo) -> Arc<Dispatcher> {
@@ -698,4 +699,67 @@ async fn a_slow_receiver_cannot_hold_a_worker(backend: Backend) {
     assert_eq!(deliveries[0].status, "failed");
     let error = deliveries[0].attempts[0].error.clone().unwrap_or_default();
     assert!(error.contains("2 s"), "{error}");
+}
+
+/// Three dispatchers, two in this process and one in "another" (its own pool and handle on
+/// the same database), drain one backlog at once against a slow receiver, in small rounds:
+/// every event arrives exactly once, each delivery with one attempt. None takes a delivery
+/// another holds (PostgreSQL: row locks held through the attempts; SQLite: the lease).
+async fn dispatchers_of_several_processes_share_the_work(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let receiver = Receiver::start().await;
+    subscribe(&shop, &receiver, false, None).await;
+    let p = shop.product(1_000, 100).await;
+    const ORDERS: usize = 36;
+    for _ in 0..ORDERS {
+        shop.order(&[(p.id, 1)]).await;
+    }
+    receiver.then(&[Reply::Slow(Duration::from_millis(150)); ORDERS]);
+    let other_db = ordo::db::Db::connect(&shop.database.url, 4)
+        .await
+        .expect("connect");
+    let other = Ordo::new(other_db, test_policy(), ordo::Clock::fixed(T0));
+    let small = |ordo: &Ordo| {
+        Dispatcher::new(
+            ordo.clone(),
+            DispatchConfig {
+                timeout: Duration::from_secs(5),
+                allow_private: true,
+                batch: 4,
+                ..DispatchConfig::default()
+            },
+        )
+        .expect("dispatcher")
+    };
+    let (a, b, c) = (small(&shop.ordo), small(&shop.ordo), small(&other));
+    let (na, nb, nc) = tokio::join!(drain(&a), drain(&b), drain(&c));
+    // Whatever one skipped while another held it is delivered by the end.
+    let rest = drain(&a).await;
+    assert_eq!(na + nb + nc + rest, ORDERS, "{na} {nb} {nc} {rest}");
+    assert!(
+        [na, nb, nc].iter().filter(|&&n| n > 0).count() >= 2,
+        "the work was not shared: {na} {nb} {nc}"
+    );
+    let received = receiver.received();
+    let mut ids: Vec<&str> = received.iter().map(|r| r.webhook_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), ORDERS, "some event arrived twice");
+    assert_eq!(received.len(), ORDERS, "some event arrived twice");
+    let deliveries = shop
+        .ordo
+        .deliveries(
+            shop.staff(),
+            &DeliveryFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), ORDERS);
+    for d in &deliveries {
+        assert_eq!(d.status, "succeeded", "{d:?}");
+        assert_eq!(d.attempt_count, 1, "{d:?}");
+    }
 }
