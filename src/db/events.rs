@@ -1,30 +1,22 @@
 //! The outbox: event rows, written in the transaction of the change they report, and their
 //! fan-out to the subscribed endpoints' deliveries, both set-based: one statement on
-//! PostgreSQL (a data-modifying CTE), two on SQLite.
+//! PostgreSQL (a data-modifying CTE), on SQLite one per 500 events and one for the deliveries.
 
 use super::{Conn, Dialect};
 use crate::domain::Millis;
 use crate::error::Result;
 
-/// Columns of the JSON rows [`insert`] passes on SQLite.
-const ROW_COLUMNS: &[(&str, &str)] = &[
-    ("event_id", "text"),
-    ("type", "text"),
-    ("order_id", "bigint"),
-    ("product_id", "bigint"),
-    ("seq", "bigint"),
-    ("data", "json"),
-];
+/// Events per statement on SQLite: six bound values each, well under SQLite's limit.
+const SQLITE_ROWS_PER_INSERT: usize = 500;
 
 /// Separates the events' `data` on PostgreSQL: the ASCII record separator, which serialized
 /// JSON never holds (control characters in strings are escaped, and it is no whitespace).
 const DATA_SEPARATOR: &str = "\u{1e}";
 
 /// One event row to write.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug)]
 pub struct EventInsert<'a> {
     pub event_id: &'a str,
-    #[serde(rename = "type")]
     pub kind: &'a str,
     pub order_id: Option<i64>,
     pub product_id: Option<i64>,
@@ -48,8 +40,8 @@ pub(crate) fn endpoint_wants(dialect: Dialect) -> &'static str {
 /// its type, due at once.
 ///
 /// On PostgreSQL the rows travel as columns, each one text parameter split by
-/// `string_to_array`: parsing a JSON document of whole events (`json_to_recordset`) cost
-/// more than writing them.
+/// `string_to_array`, on SQLite as bound values: parsing a JSON document of whole events
+/// (`json_to_recordset`, `json_each`) cost more than writing them.
 pub async fn insert(
     conn: &mut Conn,
     dialect: Dialect,
@@ -110,18 +102,40 @@ pub async fn insert(
             .await?;
         }
         Dialect::Sqlite => {
-            let rows_json =
-                serde_json::to_string(events).map_err(|e| crate::Error::Conflict(e.to_string()))?;
-            let rows = dialect.json_rows(1, ROW_COLUMNS);
-            let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
-                 SELECT r.event_id, r.type, r.order_id, r.product_id, r.seq, r.data, $2 FROM {rows}
-                 RETURNING id"
-            )))
-            .bind(rows_json)
-            .bind(now)
-            .fetch_all(&mut *conn)
-            .await?;
+            // Bound values, a few hundred rows a statement: no JSON document to parse, and
+            // each event's data is written as it is.
+            let mut ids = Vec::with_capacity(events.len());
+            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+                let values = (0..chunk.len())
+                    .map(|i| {
+                        let n = 2 + 6 * i;
+                        format!(
+                            "(${n}, ${}, ${}, ${}, ${}, ${}, $1)",
+                            n + 1,
+                            n + 2,
+                            n + 3,
+                            n + 4,
+                            n + 5
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut insert = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+                     VALUES {values} RETURNING id"
+                )))
+                .bind(now);
+                for event in chunk {
+                    insert = insert
+                        .bind(event.event_id)
+                        .bind(event.kind)
+                        .bind(event.order_id)
+                        .bind(event.product_id)
+                        .bind(event.seq)
+                        .bind(event.data.get());
+                }
+                ids.extend(insert.fetch_all(&mut *conn).await?);
+            }
             let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
                 return Ok(());
             };

@@ -30,6 +30,7 @@ on_both_databases!(
     event_types_filter_what_an_endpoint_gets,
     a_slow_receiver_cannot_hold_a_worker,
     dispatchers_of_several_processes_share_the_work,
+    a_thousand_events_in_one_write,
 );
 
 pub fn dispatcher(ordo: &Ordo) -> Arc<Dispatcher> {
@@ -762,4 +763,61 @@ async fn dispatchers_of_several_processes_share_the_work(backend: Backend) {
         assert_eq!(d.status, "succeeded", "{d:?}");
         assert_eq!(d.attempt_count, 1, "{d:?}");
     }
+}
+
+/// One write of more events than one statement takes (SQLite binds 500 a statement):
+/// every event is stored once with its data as given, and each gets its delivery.
+async fn a_thousand_events_in_one_write(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let receiver = Receiver::start().await;
+    subscribe(&shop, &receiver, false, None).await;
+    const EVENTS: i64 = 1_234;
+    let ids: Vec<String> = (0..EVENTS).map(|_| ordo::events::new_event_id()).collect();
+    let data: Vec<Box<serde_json::value::RawValue>> = (0..EVENTS)
+        .map(|i| {
+            serde_json::value::to_raw_value(&serde_json::json!({
+                "product": {"id": i, "name": format!("n\u{1f}\"{i}\u{e9}")}
+            }))
+            .unwrap()
+        })
+        .collect();
+    let rows: Vec<ordo::db::events::EventInsert<'_>> = (0..EVENTS as usize)
+        .map(|i| ordo::db::events::EventInsert {
+            event_id: &ids[i],
+            kind: "product.back_in_stock",
+            order_id: None,
+            product_id: Some(i as i64),
+            seq: None,
+            data: &data[i],
+        })
+        .collect();
+    let mut tx = shop.ordo.db.write_tx().await.unwrap();
+    ordo::db::events::insert(&mut tx, shop.ordo.db.dialect(), &rows, T0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let log = shop
+        .ordo
+        .events(
+            shop.staff(),
+            &ordo::events::EventFilter {
+                limit: 2_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.len() as i64, EVENTS);
+    for (i, event) in log.iter().enumerate() {
+        assert_eq!(event.id, ids[i]);
+        assert_eq!(event.data["product"]["id"], i as i64);
+        assert_eq!(
+            event.data["product"]["name"],
+            format!("n\u{1f}\"{i}\u{e9}"),
+            "{event:?}"
+        );
+    }
+    let dispatcher = dispatcher(&shop.ordo);
+    assert_eq!(drain(&dispatcher).await as i64, EVENTS);
+    assert_eq!(receiver.accepted().len() as i64, EVENTS);
 }
