@@ -6,7 +6,7 @@ use super::{Conn, Dialect};
 use crate::domain::Millis;
 use crate::error::Result;
 
-/// Events per statement on SQLite: six bound values each, well under SQLite's limit.
+/// Events per statement on SQLite: seven bound values each, well under SQLite's limit.
 const SQLITE_ROWS_PER_INSERT: usize = 500;
 
 /// Separates the events' `data` on PostgreSQL: the ASCII record separator, which serialized
@@ -103,28 +103,15 @@ pub async fn insert(
         }
         Dialect::Sqlite => {
             // Bound values, a few hundred rows a statement: no JSON document to parse, and
-            // each event's data is written as it is.
+            // each event's data is written as it is. Anonymous placeholders: SQLite finds a
+            // numbered one by walking the list of all of them.
             let mut ids = Vec::with_capacity(events.len());
             for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
-                let values = (0..chunk.len())
-                    .map(|i| {
-                        let n = 2 + 6 * i;
-                        format!(
-                            "(${n}, ${}, ${}, ${}, ${}, ${}, $1)",
-                            n + 1,
-                            n + 2,
-                            n + 3,
-                            n + 4,
-                            n + 5
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
                 let mut insert = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
                      VALUES {values} RETURNING id"
-                )))
-                .bind(now);
+                )));
                 for event in chunk {
                     insert = insert
                         .bind(event.event_id)
@@ -132,7 +119,8 @@ pub async fn insert(
                         .bind(event.order_id)
                         .bind(event.product_id)
                         .bind(event.seq)
-                        .bind(event.data.get());
+                        .bind(event.data.get())
+                        .bind(now);
                 }
                 ids.extend(insert.fetch_all(&mut *conn).await?);
             }
