@@ -9,8 +9,8 @@ use crate::error::Result;
 /// Events per statement on SQLite: seven bound values each, well under SQLite's limit.
 const SQLITE_ROWS_PER_INSERT: usize = 500;
 
-/// Separates the events' `data` on PostgreSQL: the ASCII record separator, which serialized
-/// JSON never holds (control characters in strings are escaped, and it is no whitespace).
+/// Separates the events' `data` on PostgreSQL: the ASCII record separator, which valid JSON
+/// never holds (control characters in strings must be escaped, and it is no whitespace).
 const DATA_SEPARATOR: &str = "\u{1e}";
 
 /// One event row to write.
@@ -42,10 +42,10 @@ pub(crate) fn endpoint_wants(dialect: Dialect) -> &'static str {
 /// On PostgreSQL the rows travel as columns, each one text parameter split by
 /// `string_to_array`, on SQLite as bound values: parsing a JSON document of whole events
 /// (`json_to_recordset`, `json_each`) cost more than writing them.
-pub async fn insert(
+pub async fn insert<'a>(
     conn: &mut Conn,
     dialect: Dialect,
-    events: &[EventInsert<'_>],
+    events: &[EventInsert<'a>],
     now: Millis,
 ) -> Result<()> {
     if events.is_empty() {
@@ -54,25 +54,22 @@ pub async fn insert(
     let wants = endpoint_wants(dialect);
     match dialect {
         Dialect::Postgres => {
-            let column = |value: &dyn Fn(&EventInsert<'_>) -> String| {
-                events.iter().map(value).collect::<Vec<_>>().join(",")
+            let texts = |text: fn(&EventInsert<'a>) -> &'a str| {
+                events.iter().map(text).collect::<Vec<_>>().join(",")
             };
-            let optional = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
-            let mut data =
-                String::with_capacity(events.iter().map(|e| e.data.get().len() + 1).sum());
-            for (i, event) in events.iter().enumerate() {
-                let json = event.data.get();
-                if json.contains(DATA_SEPARATOR) {
-                    return Err(crate::Error::Conflict(format!(
-                        "event {} has a record separator in its data",
-                        event.event_id
-                    )));
-                }
-                if i > 0 {
-                    data.push_str(DATA_SEPARATOR);
-                }
-                data.push_str(json);
-            }
+            let numbers = |number: fn(&EventInsert<'a>) -> Option<i64>| {
+                events
+                    .iter()
+                    .map(|e| number(e).map(|n| n.to_string()).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            // `data` is valid JSON (a `RawValue`), which never holds the separator.
+            let data = events
+                .iter()
+                .map(|e| e.data.get())
+                .collect::<Vec<_>>()
+                .join(DATA_SEPARATOR);
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "WITH ev AS (
                    INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
@@ -90,11 +87,11 @@ pub async fn insert(
                  FROM ev JOIN webhook_endpoints ep
                    ON ep.enabled AND ep.deleted_at IS NULL AND {wants}"
             )))
-            .bind(column(&|e| e.event_id.to_owned()))
-            .bind(column(&|e| e.kind.to_owned()))
-            .bind(column(&|e| optional(e.order_id)))
-            .bind(column(&|e| optional(e.product_id)))
-            .bind(column(&|e| optional(e.seq)))
+            .bind(texts(|e| e.event_id))
+            .bind(texts(|e| e.kind))
+            .bind(numbers(|e| e.order_id))
+            .bind(numbers(|e| e.product_id))
+            .bind(numbers(|e| e.seq))
             .bind(data)
             .bind(DATA_SEPARATOR)
             .bind(now)

@@ -180,10 +180,9 @@ impl EventType {
 }
 
 /// One event, ready to write.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct NewEvent {
     pub event_id: String,
-    #[serde(rename = "type")]
     pub kind: &'static str,
     pub order_id: Option<i64>,
     pub product_id: Option<i64>,
