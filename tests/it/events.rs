@@ -8,7 +8,7 @@ use crate::on_both_databases;
 use crate::receiver::{Receiver, Reply};
 use ordo::domain::{OrderStatus, ProviderEvent, ProviderStatus};
 use ordo::events::dispatch::{DispatchConfig, Dispatcher};
-use ordo::events::endpoints::{DeliveryFilter, NewEndpoint};
+use ordo::events::endpoints::{Delivery, DeliveryFilter, NewEndpoint};
 use ordo::orders::TransitionInput;
 use ordo::sweep::{SweepRequest, SweepTrigger};
 use ordo::{Error, Ordo};
@@ -55,6 +55,20 @@ pub async fn drain(dispatcher: &Arc<Dispatcher>) -> usize {
         }
         total += n;
     }
+}
+
+/// The newest `limit` deliveries, as staff see them.
+async fn deliveries(shop: &TestShop, limit: i64) -> Vec<Delivery> {
+    shop.ordo
+        .deliveries(
+            shop.staff(),
+            &DeliveryFilter {
+                limit,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
 }
 
 async fn subscribe(
@@ -338,17 +352,7 @@ async fn a_failing_receiver_gets_the_same_webhook_id_each_time(backend: Backend)
         got.iter().all(|r| r.raw == got[0].raw),
         "the same body each time"
     );
-    let deliveries = shop
-        .ordo
-        .deliveries(
-            shop.staff(),
-            &DeliveryFilter {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let deliveries = deliveries(&shop, 10).await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].status, "succeeded");
     assert_eq!(deliveries[0].attempt_count, 3);
@@ -517,17 +521,7 @@ async fn replay_and_redeliver(backend: Backend) {
     assert_eq!(receiver.accepted().len(), 2);
 
     // Redeliver the first: the same webhook-id again.
-    let deliveries = shop
-        .ordo
-        .deliveries(
-            staff,
-            &DeliveryFilter {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let deliveries = deliveries(&shop, 10).await;
     let first = deliveries.last().unwrap();
     shop.ordo.redeliver(staff, first.id).await.unwrap();
     drain(&dispatcher).await;
@@ -686,17 +680,7 @@ async fn a_slow_receiver_cannot_hold_a_worker(backend: Backend) {
         "{:?}",
         started.elapsed()
     );
-    let deliveries = shop
-        .ordo
-        .deliveries(
-            shop.staff(),
-            &DeliveryFilter {
-                limit: 10,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let deliveries = deliveries(&shop, 10).await;
     assert_eq!(deliveries[0].status, "failed");
     let error = deliveries[0].attempts[0].error.clone().unwrap_or_default();
     assert!(error.contains("2 s"), "{error}");
@@ -747,17 +731,7 @@ async fn dispatchers_of_several_processes_share_the_work(backend: Backend) {
     ids.dedup();
     assert_eq!(ids.len(), ORDERS, "some event arrived twice");
     assert_eq!(received.len(), ORDERS, "some event arrived twice");
-    let deliveries = shop
-        .ordo
-        .deliveries(
-            shop.staff(),
-            &DeliveryFilter {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let deliveries = deliveries(&shop, 100).await;
     assert_eq!(deliveries.len(), ORDERS);
     for d in &deliveries {
         assert_eq!(d.status, "succeeded", "{d:?}");

@@ -403,14 +403,9 @@ async fn validation_names_the_field_in_words(backend: Backend) {
 async fn tokens_expire_and_are_revoked_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let shop = &app.shop;
-    let (status, issued) = app
-        .call(
-            Method::POST,
-            "/api/v1/tokens",
-            app.staff(),
-            Some(json!({"name": "frontend", "role": "customer", "expires_in": "90d"})),
-        )
-        .await;
+    let issue = |body| app.call(Method::POST, "/api/v1/tokens", app.staff(), Some(body));
+    let (status, issued) =
+        issue(json!({"name": "frontend", "role": "customer", "expires_in": "90d"})).await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     let token = issued["token"].as_str().unwrap().to_owned();
     assert_eq!(issued["state"], "active");
@@ -490,14 +485,8 @@ async fn tokens_expire_and_are_revoked_at_once(backend: Backend) {
         "{problem}"
     );
     // Bad spans are refused, naming the field.
-    let (status, problem) = app
-        .call(
-            Method::POST,
-            "/api/v1/tokens",
-            app.staff(),
-            Some(json!({"name": "x", "role": "staff", "expires_in": "90 days"})),
-        )
-        .await;
+    let (status, problem) =
+        issue(json!({"name": "x", "role": "staff", "expires_in": "90 days"})).await;
     assert_eq!(
         (status, problem["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("expires_in"))
@@ -507,14 +496,8 @@ async fn tokens_expire_and_are_revoked_at_once(backend: Backend) {
     let tokens = || shop.count("SELECT COUNT(*) FROM api_tokens");
     let before = tokens().await;
     for span in ["749430w", "3651d"] {
-        let (status, problem) = app
-            .call(
-                Method::POST,
-                "/api/v1/tokens",
-                app.staff(),
-                Some(json!({"name": "x", "role": "staff", "expires_in": span})),
-            )
-            .await;
+        let (status, problem) =
+            issue(json!({"name": "x", "role": "staff", "expires_in": span})).await;
         assert_eq!(
             (status, problem["field"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("expires_in")),
@@ -522,14 +505,7 @@ async fn tokens_expire_and_are_revoked_at_once(backend: Backend) {
         );
     }
     assert_eq!(tokens().await, before);
-    let (status, _) = app
-        .call(
-            Method::POST,
-            "/api/v1/tokens",
-            app.staff(),
-            Some(json!({"name": "x", "role": "staff", "expires_in": "3650d"})),
-        )
-        .await;
+    let (status, _) = issue(json!({"name": "x", "role": "staff", "expires_in": "3650d"})).await;
     assert_eq!(status, StatusCode::CREATED);
 }
 
