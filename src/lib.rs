@@ -115,11 +115,6 @@ impl Ordo {
         Ok(())
     }
 
-    /// The same service on another pool of connections (the dispatcher's own).
-    pub fn with_db(&self, db: Db) -> Ordo {
-        Ordo { db, ..self.clone() }
-    }
-
     /// What dispatchers are woken by.
     pub fn outbox(&self) -> Arc<events::Wake> {
         self.outbox.clone()

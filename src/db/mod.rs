@@ -285,13 +285,6 @@ impl Db {
         Ok(tx)
     }
 
-    /// A pool of its own, of up to `max_connections`, to the same database (following the
-    /// same primary among several hosts): for work that holds connections a while and must
-    /// not take them from everyone else.
-    pub async fn another_pool(&self, max_connections: u32) -> Result<Db> {
-        Db::connect(&self.url, max_connections).await
-    }
-
     /// Is the database reachable?
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

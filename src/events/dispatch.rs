@@ -579,24 +579,6 @@ fn jittered(ms: u64) -> i64 {
 /// that one slow receiver or one commit does not hold up the rest. The attempts in hand
 /// are finished and recorded.
 pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
-    // On PostgreSQL a round keeps its connection through the attempts (its deliveries stay
-    // locked): the dispatcher has connections of its own, one per worker and one to spare,
-    // so a slow receiver never holds one the API or the scheduler needs.
-    let own_pool = if ordo.db.dialect() == crate::db::Dialect::Postgres {
-        match ordo.db.another_pool(config.workers.max(1) as u32 + 1).await {
-            Ok(db) => Some(db),
-            Err(err) => {
-                tracing::warn!(error = %err, "the dispatcher shares the service's connections");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let ordo = match &own_pool {
-        Some(db) => ordo.with_db(db.clone()),
-        None => ordo,
-    };
     let dispatcher = match Dispatcher::new(ordo.clone(), config.clone()) {
         Ok(d) => d,
         Err(err) => {
@@ -619,9 +601,6 @@ pub async fn run(ordo: Ordo, config: DispatchConfig, shutdown: Shutdown) {
         workers.spawn(work(dispatcher.clone(), wake.clone(), shutdown.clone()));
     }
     while workers.join_next().await.is_some() {}
-    if let Some(db) = own_pool {
-        db.close().await;
-    }
     tracing::info!("dispatcher stopped");
 }
 
