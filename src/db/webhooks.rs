@@ -231,18 +231,16 @@ pub struct DueDelivery {
     pub event_created_at: Millis,
 }
 
-/// Claims up to `limit` due deliveries of the given endpoint kinds for one attempt each:
-/// another dispatcher skips them. On PostgreSQL the claim is the row locks (`FOR UPDATE
-/// SKIP LOCKED`), held as long as the caller's transaction; with `lease_until` the rows are
-/// also leased until then, for a claim that outlives its transaction (SQLite, whose write
-/// transaction cannot stay open through the attempts). For an `ordered` endpoint only the
+/// Claims up to `limit` due deliveries of the given endpoint kinds for one attempt each,
+/// leasing them until `lease_until`: another dispatcher skips them (PostgreSQL `FOR UPDATE
+/// SKIP LOCKED` while claiming, the lease afterwards). For an `ordered` endpoint only the
 /// earliest undelivered event of each order is due.
 pub async fn claim_due(
     conn: &mut Conn,
     dialect: Dialect,
     kinds_json: &str,
     limit: i64,
-    lease_until: Option<Millis>,
+    lease_until: Millis,
     now: Millis,
 ) -> Result<Vec<DueDelivery>> {
     let kinds = match dialect {
@@ -285,9 +283,9 @@ pub async fn claim_due(
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let Some(lease_until) = lease_until.filter(|_| !claimed.is_empty()) else {
+    if claimed.is_empty() {
         return Ok(claimed);
-    };
+    }
     let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_deliveries SET leased_until = $2 WHERE {}",

@@ -213,14 +213,10 @@ impl Dispatcher {
             return Ok(0);
         }
         let now = self.ordo.clock.now();
+        // Long enough for the attempt (bounded by the timeout) and its recording; a
+        // dispatcher that died mid-attempt holds the delivery no longer than this.
+        let lease = now + self.config.timeout.as_millis() as i64 + 5_000;
         let dialect = self.ordo.db.dialect();
-        // PostgreSQL: the claim's row locks hold the deliveries through the attempts, and
-        // the attempts are recorded in the same transaction; a dispatcher that dies
-        // mid-attempt lets go of them at once. SQLite cannot keep its write transaction
-        // open that long: the deliveries are leased instead, long enough for the attempt
-        // (bounded by the timeout) and its recording.
-        let hold = dialect == crate::db::Dialect::Postgres;
-        let lease = (!hold).then(|| now + self.config.timeout.as_millis() as i64 + 5_000);
         let mut tx = self.ordo.db.write_tx().await?;
         let due = store::claim_due(
             &mut tx,
@@ -231,12 +227,7 @@ impl Dispatcher {
             now,
         )
         .await?;
-        let held = if due.is_empty() || !hold {
-            tx.commit().await?;
-            None
-        } else {
-            Some(tx)
-        };
+        tx.commit().await?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -265,10 +256,7 @@ impl Dispatcher {
             any_gone |= outcome.gone;
             rows.push(self.settle(&delivery, &outcome, at, took));
         }
-        let mut tx = match held {
-            Some(tx) => tx,
-            None => self.ordo.db.write_tx().await?,
-        };
+        let mut tx = self.ordo.db.write_tx().await?;
         store::record_attempts(
             &mut tx,
             dialect,

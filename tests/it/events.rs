@@ -689,7 +689,7 @@ async fn a_slow_receiver_cannot_hold_a_worker(backend: Backend) {
 /// Three dispatchers, two in this process and one in "another" (its own pool and handle on
 /// the same database), drain one backlog at once against a slow receiver, in small rounds:
 /// every event arrives exactly once, each delivery with one attempt. None takes a delivery
-/// another holds (PostgreSQL: row locks held through the attempts; SQLite: the lease).
+/// another holds (the claim skips locked rows and leases what it takes).
 async fn dispatchers_of_several_processes_share_the_work(backend: Backend) {
     let shop = TestShop::new(backend).await;
     let receiver = Receiver::start().await;
