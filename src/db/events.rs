@@ -101,13 +101,18 @@ pub async fn insert<'a>(
         Dialect::Sqlite => {
             // Bound values, a few hundred rows a statement: no JSON document to parse, and
             // each event's data is written as it is. Anonymous placeholders: SQLite finds a
-            // numbered one by walking the list of all of them.
-            let mut ids = Vec::with_capacity(events.len());
+            // numbered one by walking the list of all of them. No `RETURNING`: the rows would
+            // cross sqlx's worker thread one at a time. The transaction holds SQLite's only
+            // write lock (`BEGIN IMMEDIATE`), so the events after the largest id seen here
+            // are exactly this call's.
+            let before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(&mut *conn)
+                .await?;
             for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
                 let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-                let mut insert = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
-                     VALUES {values} RETURNING id"
+                     VALUES {values}"
                 )));
                 for event in chunk {
                     insert = insert
@@ -119,21 +124,17 @@ pub async fn insert<'a>(
                         .bind(event.data.get())
                         .bind(now);
                 }
-                ids.extend(insert.fetch_all(&mut *conn).await?);
+                insert.execute(&mut *conn).await?;
             }
-            let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
-                return Ok(());
-            };
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO webhook_deliveries
                    (endpoint_id, event_pk, order_id, seq, status, attempts, next_attempt_at, created_at, updated_at)
-                 SELECT ep.id, ev.id, ev.order_id, ev.seq, 'pending', 0, $3, $3, $3
+                 SELECT ep.id, ev.id, ev.order_id, ev.seq, 'pending', 0, $2, $2, $2
                  FROM events ev JOIN webhook_endpoints ep
                    ON ep.enabled AND ep.deleted_at IS NULL AND {wants}
-                 WHERE ev.id BETWEEN $1 AND $2"
+                 WHERE ev.id > $1"
             )))
-            .bind(first)
-            .bind(last)
+            .bind(before)
             .bind(now)
             .execute(&mut *conn)
             .await?;
