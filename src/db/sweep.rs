@@ -187,13 +187,12 @@ pub async fn cancel_batch(
     if dialect == Dialect::Postgres {
         return cancel_batch_postgres(conn, batch, now, with_orders).await;
     }
-    let returning = cancelled_columns(with_orders);
     let ids = ids_json(batch);
     let in_batch = |column: &str| dialect.in_ids(column, 1);
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3,
                 event_seq = event_seq + 1
-         WHERE status = 'pending' AND {} RETURNING {returning}",
+         WHERE status = 'pending' AND {} RETURNING id",
         in_batch("id"),
     )))
     .bind(&ids)
@@ -201,7 +200,12 @@ pub async fn cancel_batch(
     .bind(REASON)
     .fetch_all(&mut *conn)
     .await?;
-    let orders = cancelled_orders(batch, &rows, with_orders)?;
+    cancelled_orders(batch, &rows, false)?;
+    let orders = if with_orders {
+        super::orders::with_seq_sqlite(conn, &ids).await?
+    } else {
+        Vec::new()
+    };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
          SELECT id, 'pending', 'cancelled', $3, $4, $2 FROM orders WHERE {}",

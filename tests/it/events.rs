@@ -31,6 +31,7 @@ on_both_databases!(
     a_slow_receiver_cannot_hold_a_worker,
     dispatchers_of_several_processes_share_the_work,
     a_thousand_events_in_one_write,
+    a_swept_order_is_in_its_event_as_the_api_shows_it,
 );
 
 pub fn dispatcher(ordo: &Ordo) -> Arc<Dispatcher> {
@@ -794,4 +795,86 @@ async fn a_thousand_events_in_one_write(backend: Backend) {
     let dispatcher = dispatcher(&shop.ordo);
     assert_eq!(drain(&dispatcher).await as i64, EVENTS);
     assert_eq!(receiver.accepted().len() as i64, EVENTS);
+}
+
+/// The sweep's batch path reads the cancelled orders, their items and payments back in
+/// bulk (on SQLite as one JSON array per kind): each `order.expired` must still carry the
+/// order exactly as `GET /orders/{id}` shows it, text and nulls and all.
+async fn a_swept_order_is_in_its_event_as_the_api_shows_it(backend: Backend) {
+    let shop = TestShop::new(backend).await;
+    let a = shop.product(10, 1_999).await;
+    let b = shop.product(10, 250).await;
+    let note = "leave it with the neighbour \"Zhang\" \\ 邻居 🎁\nsecond line\ttab";
+    let mut noted = shop.new_order(&[(b.id, 1), (a.id, 2)]);
+    noted.note = Some(note.to_owned());
+    let noted = shop
+        .ordo
+        .place_order(shop.owner(), &noted)
+        .await
+        .expect("place order");
+    let plain = shop.order(&[(a.id, 3)]).await;
+    shop.ordo.clock.set(T0 + 31 * MINUTE);
+    let request = SweepRequest {
+        timeout_minutes: 30,
+        dry_run: false,
+        batch_size: 100,
+        limit: None,
+        now: None,
+    };
+    let (_, summary) = shop
+        .ordo
+        .run_sweep(
+            shop.staff(),
+            SweepTrigger::Api,
+            &request,
+            &AtomicBool::new(false),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.cancelled, 2);
+    for (order_id, released) in [
+        (
+            noted.order.order.id,
+            serde_json::json!([{"product_id": a.id, "quantity": 2}, {"product_id": b.id, "quantity": 1}]),
+        ),
+        (
+            plain.order.order.id,
+            serde_json::json!([{"product_id": a.id, "quantity": 3}]),
+        ),
+    ] {
+        let events = shop
+            .ordo
+            .events(
+                shop.staff(),
+                &ordo::events::EventFilter {
+                    after: 0,
+                    kind: Some(ordo::events::EventType::OrderExpired),
+                    order_id: Some(order_id),
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "one order.expired for order {order_id}");
+        let shown = shop.ordo.order(shop.staff(), order_id).await.unwrap();
+        assert_eq!(
+            events[0].data["order"],
+            serde_json::to_value(&shown).unwrap()
+        );
+        assert_eq!(events[0].data["seq"], 2);
+        assert_eq!(events[0].data["units_released"], released);
+    }
+    let shown = shop
+        .ordo
+        .order(shop.staff(), noted.order.order.id)
+        .await
+        .unwrap();
+    assert_eq!(shown.order.note.as_deref(), Some(note));
+    assert_eq!(shown.items.len(), 2);
+    assert_eq!(
+        shown.payments[0].status,
+        ordo::domain::PaymentStatus::Expired
+    );
+    shop.assert_check_clean().await;
 }
