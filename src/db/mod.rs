@@ -130,11 +130,17 @@ impl Db {
                 let mut first = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
                 first.execute("PRAGMA journal_mode = WAL").await?;
                 sqlx::Connection::close(first).await?;
+                // A checkpoint (copying the WAL back into the file, with an fsync) after
+                // every 10,000 pages written instead of SQLite's 1,000: pages that many
+                // commits touch (indexes, the products) are copied once per checkpoint, and
+                // the WAL stays under ~40 MiB. The 100,000-order sweep with events: 8.5 s
+                // instead of 9.4–10.3 s.
                 options
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute(
-                                "PRAGMA busy_timeout = 60000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 60000; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000",
                             )
                             .await?;
                             Ok(())
