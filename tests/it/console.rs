@@ -31,8 +31,8 @@ on_both_databases!(
     chinese_pages_show_no_english_label,
 );
 
-/// A sweep as the scheduler runs it (30 minutes' timeout).
-pub async fn scheduled_sweep(shop: &TestShop) {
+/// A sweep as the scheduler runs it (30 minutes' timeout); its summary.
+pub async fn scheduled_sweep(shop: &TestShop) -> ordo::sweep::SweepSummary {
     shop.ordo
         .run_sweep(
             Actor::Scheduler,
@@ -48,7 +48,8 @@ pub async fn scheduled_sweep(shop: &TestShop) {
             |_, _| {},
         )
         .await
-        .expect("sweep");
+        .expect("sweep")
+        .1
 }
 
 /// The counters kept by the triggers, as the console reads them, against a real count.

@@ -3,6 +3,7 @@
 //! rotation — on both databases, against a real HTTP receiver that checks signatures with
 //! the reference `standardwebhooks` crate.
 
+use crate::console::scheduled_sweep;
 use crate::helpers::{Backend, MINUTE, T0, TestShop, test_policy};
 use crate::on_both_databases;
 use crate::receiver::{Receiver, Reply};
@@ -10,7 +11,6 @@ use ordo::domain::{OrderStatus, ProviderEvent, ProviderStatus};
 use ordo::events::dispatch::{DispatchConfig, Dispatcher};
 use ordo::events::endpoints::{Delivery, DeliveryFilter, NewEndpoint};
 use ordo::orders::TransitionInput;
-use ordo::sweep::{SweepRequest, SweepTrigger};
 use ordo::{Error, Ordo};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -159,25 +159,7 @@ async fn every_event_type_arrives_signed_with_its_data(backend: Backend) {
         1
     );
     shop.ordo.clock.set(T0 + 31 * MINUTE);
-    let request = SweepRequest {
-        timeout_minutes: 30,
-        dry_run: false,
-        batch_size: 100,
-        limit: None,
-        now: None,
-    };
-    let (_, summary) = shop
-        .ordo
-        .run_sweep(
-            staff,
-            SweepTrigger::Api,
-            &request,
-            &AtomicBool::new(false),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(summary.cancelled, 1);
+    assert_eq!(scheduled_sweep(&shop).await.cancelled, 1);
     shop.pay(&c).await;
 
     drain(&dispatcher).await;
@@ -814,25 +796,7 @@ async fn a_swept_order_is_in_its_event_as_the_api_shows_it(backend: Backend) {
         .expect("place order");
     let plain = shop.order(&[(a.id, 3)]).await;
     shop.ordo.clock.set(T0 + 31 * MINUTE);
-    let request = SweepRequest {
-        timeout_minutes: 30,
-        dry_run: false,
-        batch_size: 100,
-        limit: None,
-        now: None,
-    };
-    let (_, summary) = shop
-        .ordo
-        .run_sweep(
-            shop.staff(),
-            SweepTrigger::Api,
-            &request,
-            &AtomicBool::new(false),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
-    assert_eq!(summary.cancelled, 2);
+    assert_eq!(scheduled_sweep(&shop).await.cancelled, 2);
     for (order_id, released) in [
         (
             noted.order.order.id,
