@@ -9,7 +9,11 @@
 #   bash tests/ha/cluster.sh switchover       planned failover; prints the new primary's port
 #   bash tests/ha/cluster.sh kill-primary     SIGKILL the primary's postgres and keeper; prints its port
 #   bash tests/ha/cluster.sh wait-primary [S] wait (default 60 s) until a node is primary and read-write
+#   bash tests/ha/cluster.sh wait-sync [S]    wait (default 60 s) until the cluster is synchronous again:
+#                                             a primary and a secondary, and each commit on the
+#                                             primary waits for the standby
 #   bash tests/ha/cluster.sh status           pg_autoctl show state
+#   bash tests/ha/cluster.sh events [N]       the monitor's last N (default 60) state changes
 #   bash tests/ha/cluster.sh down             stop everything `up` started and remove its directory
 #
 # How a test uses it (`down` is safe to call at any time, also after a failed `up`):
@@ -18,13 +22,14 @@
 #   bash tests/ha/cluster.sh up
 #   export ORDO_DATABASE_URL="$(bash tests/ha/cluster.sh url)"
 #   ... start ordo, drive it ...
+#   bash tests/ha/cluster.sh wait-sync 60
 #   bash tests/ha/cluster.sh kill-primary
 #   bash tests/ha/cluster.sh wait-primary 60
 #   ... check that every acknowledged order is there ...
 #
 # It can also be sourced (`source tests/ha/cluster.sh`): the ha_up, ha_down, ha_url,
-# ha_primary, ha_switchover, ha_kill_primary, ha_wait_primary and ha_status functions return
-# non-zero on failure instead of exiting.
+# ha_primary, ha_switchover, ha_kill_primary, ha_wait_primary, ha_wait_sync, ha_status and
+# ha_events functions return non-zero on failure instead of exiting.
 #
 # Runs as root (the cluster runs as the `postgres` user through runuser) or as `postgres`.
 # Needs pg_autoctl (`up` installs postgresql-NN-auto-failover with apt-get when it is
@@ -187,6 +192,32 @@ ha__primary_and_secondary() {
         printf '%s\n' "$states" | grep -q '|secondary|secondary$'
 }
 
+# Is the cluster synchronous: primary and secondary as the monitor sees them, and the
+# primary's commits wait for a standby that is streaming? Between a failover and the old
+# node's return (wait_primary), and while the monitor holds the standby unhealthy,
+# pg_auto_failover runs a two-node formation asynchronously: a crash of the primary then may
+# lose acknowledged commits, by design. A test of "nothing acknowledged is lost" starts its
+# crash from a synchronous cluster.
+ha__synchronous() {
+    ha__primary_and_secondary || return 1
+    local port
+    port=$(ha_primary) || return 1
+    [ "$(ha__sql "$port" postgres "SELECT current_setting('synchronous_standby_names') <> ''
+        AND EXISTS (SELECT 1 FROM pg_stat_replication
+                    WHERE state = 'streaming' AND sync_state IN ('sync', 'quorum'))")" = t ]
+}
+
+ha_wait_sync() {
+    ha__require || return 1
+    local timeout=${1:-60}
+    if ha__wait "$timeout" ha__synchronous; then
+        return 0
+    fi
+    ha__log "the cluster is not synchronous after ${timeout}s:"
+    ha_status >&2
+    return 1
+}
+
 ha__single_ready() { [ "$(ha__states)" = "$1|single|single" ] && ha__is_writable "$1"; }
 
 ha__monitor_ready() { [ "$(ha__monitor_sql 'SELECT count(*) FROM pgautofailover.formation')" -ge 1 ] 2>/dev/null; }
@@ -316,6 +347,11 @@ ha_up() {
 ha_status() {
     ha__require || return 1
     ha__autoctl show state --pgdata "$HA_DIR/monitor/pgdata" 2>/dev/null
+}
+
+ha_events() {
+    ha__require || return 1
+    ha__autoctl show events --pgdata "$HA_DIR/monitor/pgdata" --formation default --count "${1:-60}" 2>/dev/null
 }
 
 ha_url() {
@@ -451,9 +487,11 @@ ha__main() {
         switchover) ha_switchover ;;
         kill-primary) ha_kill_primary ;;
         wait-primary) ha_wait_primary "$@" ;;
+        wait-sync) ha_wait_sync "$@" ;;
         status) ha_status ;;
+        events) ha_events "$@" ;;
         *)
-            echo "usage: bash $0 up|down|url|primary|switchover|kill-primary|wait-primary [TIMEOUT_S]|status" >&2
+            echo "usage: bash $0 up|down|url|primary|switchover|kill-primary|wait-primary [TIMEOUT_S]|wait-sync [TIMEOUT_S]|status|events [N]" >&2
             return 2
             ;;
     esac
