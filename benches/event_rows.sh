@@ -4,6 +4,9 @@
 # one statement from a table (nothing to parse, nothing sent), into a table shaped like
 # `events` with only its primary key, then with each of its other indexes alone, then with
 # all of them. Prints the median and range of RUNS runs per variant, and the WAL written.
+# Then the same on SQLite (when `sqlite3` is installed), as the sweep writes there: one
+# transaction per 1,000 rows (the sweep's batch), with ordo's settings (WAL,
+# `synchronous = NORMAL`, a checkpoint every 10,000 pages), into a new file each run.
 #
 #     bash benches/event_rows.sh [RUNS]
 #
@@ -41,6 +44,8 @@ SELECT g AS id,
          'units_released', json_build_array(json_build_object('product_id', g % 100, 'quantity', 1))
        )::text AS data
 FROM generate_series(1, 100000) g;
+-- As ordo writes JSON: without the spaces json_build_object puts around ':' and after ','.
+UPDATE src SET data = replace(replace(data, '" : ', '":'), ', "', ',"');
 VACUUM ANALYZE src;
 SQL
 echo "row data: $(sql -c "SELECT round(avg(length(data))) FROM src") bytes on average"
@@ -80,3 +85,66 @@ run "created_at, BRIN" "CREATE INDEX ON ev USING brin (created_at)"
 run "all four (as ordo has them)" "ALTER TABLE ev ADD UNIQUE (event_id);
   CREATE UNIQUE INDEX ON ev (order_id, seq) WHERE order_id IS NOT NULL;
   CREATE INDEX ON ev (type, id); CREATE INDEX ON ev (created_at, id)"
+
+command -v sqlite3 >/dev/null || { echo "sqlite3 is not installed: no SQLite figures"; exit 0; }
+lite=$(mktemp -d /tmp/ordo-event-rows.XXXX)
+trap 'psql -qAt "$base/postgres" -c "DROP DATABASE IF EXISTS $db"; rm -rf "$lite"' EXIT
+sqlite3 "$lite/src.db" <<'SQL'
+CREATE TABLE src (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, data TEXT NOT NULL);
+WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < 100000)
+INSERT INTO src
+SELECT x,
+       'evt_01kb' || printf('%06x', x / 50) || substr(hex(randomblob(8)), 1, 16),
+       json_object(
+         'order', json_object('id', x, 'number', 'ORD-20261130-' || printf('%06d', x),
+           'user_id', x % 1000, 'status', 'cancelled', 'total_cents', 1999 + x % 500,
+           'currency', 'CNY', 'note', NULL, 'created_at', '2026-11-30T01:02:03.456Z',
+           'updated_at', '2026-11-30T02:02:03.456Z', 'paid_at', NULL, 'completed_at', NULL,
+           'cancelled_at', '2026-11-30T02:02:03.456Z', 'cancel_reason', 'payment timeout',
+           'carrier', NULL, 'tracking_number', NULL,
+           'items', json_array(json_object('product_id', x % 100, 'quantity', 1,
+             'unit_price_cents', 1999 + x % 500)),
+           'payments', json_array(json_object('id', x, 'order_id', x,
+             'amount_cents', 1999 + x % 500, 'method', 'alipay', 'status', 'expired',
+             'expires_at', '2026-11-30T01:32:03.456Z', 'provider_ref', NULL,
+             'refund_required', json('false'), 'refund_ref', NULL,
+             'created_at', '2026-11-30T01:02:03.456Z', 'updated_at', '2026-11-30T02:02:03.456Z'))),
+         'seq', 2, 'previous_status', 'pending',
+         'units_released', json_array(json_object('product_id', x % 100, 'quantity', 1)))
+FROM g;
+SQL
+echo
+echo "SQLite, row data: $(sqlite3 "$lite/src.db" "SELECT round(avg(length(data))) FROM src") bytes on average"
+# The inserts: 100 transactions of 1,000 rows, as the sweep's batches commit them.
+for b in $(seq 0 99); do
+  printf 'BEGIN IMMEDIATE;\nINSERT INTO ev (event_id, type, order_id, product_id, seq, data, created_at)\n'
+  printf "  SELECT event_id, 'order.expired', id, NULL, 2, data, 1764460000000 + id / 1000 FROM s.src WHERE id > %d AND id <= %d;\nCOMMIT;\n" \
+    $((b * 1000)) $(((b + 1) * 1000))
+done >"$lite/insert.sql"
+
+lite_run() { # name, DDL after the table
+  local times=()
+  for _ in $(seq "$runs"); do
+    rm -f "$lite"/ev.db*
+    sqlite3 "$lite/ev.db" "PRAGMA journal_mode = WAL" "CREATE TABLE ev (id INTEGER PRIMARY KEY,
+      event_id TEXT NOT NULL, type TEXT NOT NULL, order_id BIGINT, product_id BIGINT, seq BIGINT,
+      data TEXT NOT NULL, created_at BIGINT NOT NULL)" "${2:-SELECT 1}" >/dev/null
+    local t0 t1
+    t0=$(date +%s%N)
+    sqlite3 "$lite/ev.db" "PRAGMA synchronous = NORMAL" "PRAGMA wal_autocheckpoint = 10000" \
+      "ATTACH '$lite/src.db' AS s" ".read $lite/insert.sql" >/dev/null
+    t1=$(date +%s%N)
+    times+=("$(((t1 - t0) / 1000000))")
+  done
+  local sorted
+  sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+  printf '| %s | %s | %s–%s |\n' "$1" "$(echo "$sorted" | sed -n "$(((runs + 1) / 2))p")" \
+    "$(echo "$sorted" | head -1)" "$(echo "$sorted" | tail -1)"
+}
+
+echo "| indexes besides the primary key (SQLite) | insert (ms, median) | range (ms) |"
+echo "| --- | ---: | ---: |"
+lite_run "none"
+lite_run "all four (as ordo has them)" "CREATE UNIQUE INDEX ev_event_id ON ev (event_id);
+  CREATE UNIQUE INDEX ev_order_seq ON ev (order_id, seq) WHERE order_id IS NOT NULL;
+  CREATE INDEX ev_by_type ON ev (type, id); CREATE INDEX ev_by_created ON ev (created_at, id)"
