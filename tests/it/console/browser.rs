@@ -15,6 +15,7 @@ use crate::helpers::{Backend, MINUTE, T0};
 use fantoccini::{Client, ClientBuilder, Locator};
 use ordo::domain::{NewOrder, OrderStatus, PaymentStatus, ProviderEvent, ProviderStatus};
 use reqwest::StatusCode;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +33,13 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// chromedriver runs in a process group of its own, which the browser it starts joins:
+    /// the whole group goes, also when a test fails before it could close the session.
     fn drop(&mut self) {
+        // SAFETY: signals the process group this struct started, and nothing else.
+        unsafe {
+            libc::kill(-(self.driver.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -64,6 +71,7 @@ async fn start_browser() -> Option<Browser> {
     let port = free_port();
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -561,4 +569,6 @@ async fn the_console_in_a_browser() {
         .await;
     s.goto("/console/orders").await;
     assert_eq!(s.path().await, "/console/login");
+    // Chromium quits with its session; the drop ends whatever is left.
+    let _ = s.browser.client.clone().close().await;
 }
