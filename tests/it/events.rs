@@ -72,6 +72,26 @@ async fn deliveries(shop: &TestShop, limit: i64) -> Vec<Delivery> {
         .unwrap()
 }
 
+/// One order's events of one type, as staff read them from the log.
+async fn events_of(
+    shop: &TestShop,
+    kind: ordo::events::EventType,
+    order_id: i64,
+) -> Vec<ordo::events::Event> {
+    shop.ordo
+        .events(
+            shop.staff(),
+            &ordo::events::EventFilter {
+                after: 0,
+                kind: Some(kind),
+                order_id: Some(order_id),
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap()
+}
+
 async fn subscribe(
     shop: &TestShop,
     receiver: &Receiver,
@@ -459,21 +479,11 @@ async fn the_reminder_fires_once_and_never_for_a_paid_order(backend: Backend) {
     assert_eq!(a.unwrap() + b.unwrap(), 1);
     assert_eq!(shop.ordo.send_payment_reminders(&stop).await.unwrap(), 0);
     let reminders = |order_id| {
-        let ordo = shop.ordo.clone();
-        let staff = shop.staff();
-        async move {
-            ordo.events(
-                staff,
-                &ordo::events::EventFilter {
-                    after: 0,
-                    kind: Some(ordo::events::EventType::OrderPaymentReminder),
-                    order_id: Some(order_id),
-                    limit: 10,
-                },
-            )
-            .await
-            .unwrap()
-        }
+        events_of(
+            &shop,
+            ordo::events::EventType::OrderPaymentReminder,
+            order_id,
+        )
     };
     let sent = reminders(unpaid.order.order.id).await;
     assert_eq!(sent.len(), 1);
@@ -807,19 +817,7 @@ async fn a_swept_order_is_in_its_event_as_the_api_shows_it(backend: Backend) {
             serde_json::json!([{"product_id": a.id, "quantity": 3}]),
         ),
     ] {
-        let events = shop
-            .ordo
-            .events(
-                shop.staff(),
-                &ordo::events::EventFilter {
-                    after: 0,
-                    kind: Some(ordo::events::EventType::OrderExpired),
-                    order_id: Some(order_id),
-                    limit: 10,
-                },
-            )
-            .await
-            .unwrap();
+        let events = events_of(&shop, ordo::events::EventType::OrderExpired, order_id).await;
         assert_eq!(events.len(), 1, "one order.expired for order {order_id}");
         let shown = shop.ordo.order(shop.staff(), order_id).await.unwrap();
         assert_eq!(
