@@ -189,18 +189,20 @@ pub async fn cancel_batch(
     }
     let ids = ids_json(batch);
     let in_batch = |column: &str| dialect.in_ids(column, 1);
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    // Counted, not returned: rows would cross sqlx's worker thread one at a time.
+    let cancelled = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = 'cancelled', updated_at = $2, cancelled_at = $2, cancel_reason = $3,
                 event_seq = event_seq + 1
-         WHERE status = 'pending' AND {} RETURNING id",
+         WHERE status = 'pending' AND {}",
         in_batch("id"),
     )))
     .bind(&ids)
     .bind(now)
     .bind(REASON)
-    .fetch_all(&mut *conn)
-    .await?;
-    cancelled_orders(batch, &rows, false)?;
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    all_cancelled(batch, cancelled as usize)?;
     let orders = if with_orders {
         super::orders::with_seq_sqlite(conn, &ids).await?
     } else {
@@ -241,22 +243,28 @@ fn cancelled_columns(with_orders: bool) -> String {
     }
 }
 
-/// The orders a batch cancel returned, with their new event numbers (`with_orders`); a
-/// conflict if any order of the claimed batch was no longer pending (the caller rolls back
+/// A conflict if any order of the claimed batch was no longer pending (the caller rolls back
 /// and falls back).
+fn all_cancelled(batch: &[DueOrder], cancelled: usize) -> Result<()> {
+    if cancelled != batch.len() {
+        return Err(crate::Error::Conflict(format!(
+            "{} of {} claimed orders were no longer pending",
+            batch.len() - cancelled,
+            batch.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The orders a batch cancel returned, with their new event numbers (`with_orders`), once
+/// [`all_cancelled`] agrees.
 fn cancelled_orders(
     batch: &[DueOrder],
     rows: &[sqlx::any::AnyRow],
     with_orders: bool,
 ) -> Result<Vec<(Order, i64)>> {
     use sqlx::{FromRow, Row};
-    if rows.len() != batch.len() {
-        return Err(crate::Error::Conflict(format!(
-            "{} of {} claimed orders were no longer pending",
-            batch.len() - rows.len(),
-            batch.len()
-        )));
-    }
+    all_cancelled(batch, rows.len())?;
     if !with_orders {
         return Ok(Vec::new());
     }
