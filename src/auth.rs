@@ -12,6 +12,27 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// The one role check for what only staff may do (an operator at the command line counts
+/// as staff); everyone else is forbidden.
+pub(crate) fn require_staff(actor: Actor) -> Result<()> {
+    if actor.is_staff() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden {
+            reason: "only staff may do this".to_owned(),
+        })
+    }
+}
+
+/// Staff, an operator, or the one system actor `also`.
+pub(crate) fn require_staff_or(actor: Actor, also: Actor) -> Result<()> {
+    if actor == also {
+        Ok(())
+    } else {
+        require_staff(actor)
+    }
+}
+
 /// `last_used_at` is written at most this often per token.
 const TOUCH_EVERY_MS: Millis = 60_000;
 /// Uses are written in one statement per this interval, not one per request.
@@ -239,7 +260,7 @@ impl Ordo {
     /// Issues a token (staff or operator): for a new user, or another one for an existing
     /// user. The token is returned once; only its hash is kept.
     pub async fn issue_token(&self, actor: Actor, new: &NewToken) -> Result<(TokenInfo, ApiToken)> {
-        crate::inventory::require_staff(actor)?;
+        require_staff(actor)?;
         let name = check_name(&new.name)?;
         if let Some(span) = new.expires_in
             && !(1..=MAX_TOKEN_LIFETIME_MS).contains(&span)
@@ -372,7 +393,7 @@ impl Ordo {
 
     /// Every token, in id order after `after_id` (staff).
     pub async fn tokens(&self, actor: Actor, after_id: i64, limit: i64) -> Result<Vec<TokenInfo>> {
-        crate::inventory::require_staff(actor)?;
+        require_staff(actor)?;
         let now = self.clock.now();
         let mut conn = self.db.pool().acquire().await?;
         Ok(db::users::list_tokens(&mut conn, after_id, limit)
@@ -384,7 +405,7 @@ impl Ordo {
 
     /// Revokes a token (staff or operator): refused from the next request on.
     pub async fn revoke_token(&self, actor: Actor, id: i64) -> Result<TokenInfo> {
-        crate::inventory::require_staff(actor)?;
+        require_staff(actor)?;
         let now = self.clock.now();
         let mut tx = self.db.write_tx().await?;
         if db::users::token(&mut tx, id).await?.is_none() {

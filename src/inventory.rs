@@ -4,6 +4,7 @@
 
 use crate::Ordo;
 use crate::audit::{self, Object};
+use crate::auth::require_staff;
 use crate::db;
 use crate::domain::{Actor, NewProduct, Product, ProductPatch, StockMovement, text};
 use crate::error::{Error, Result};
@@ -12,25 +13,6 @@ use serde_json::json;
 
 /// Largest stock, price or adjustment accepted: far beyond any shop, far below overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
-
-pub(crate) fn require_staff(actor: Actor) -> Result<()> {
-    if actor.is_staff() {
-        Ok(())
-    } else {
-        Err(Error::Forbidden {
-            reason: "only staff may do this".to_owned(),
-        })
-    }
-}
-
-/// Staff, an operator, or the one system actor `also`.
-pub(crate) fn require_staff_or(actor: Actor, also: Actor) -> Result<()> {
-    if actor == also {
-        Ok(())
-    } else {
-        require_staff(actor)
-    }
-}
 
 fn check_price(price_cents: i64) -> Result<()> {
     if !(0..=MAX_AMOUNT).contains(&price_cents) {

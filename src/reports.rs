@@ -4,10 +4,10 @@
 //! none of them grows with the size of the orders table.
 
 use crate::Ordo;
+use crate::auth::require_staff;
 use crate::db;
 use crate::domain::{Actor, HistoryEntry, Millis, Order, OrderStatus};
 use crate::error::{Error, Result};
-use crate::inventory::require_staff;
 
 pub use crate::db::console::{DayTotal, LedgerRow, OrderSearch};
 

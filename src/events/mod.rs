@@ -382,7 +382,7 @@ impl Ordo {
         actor: crate::domain::Actor,
         filter: &EventFilter,
     ) -> Result<Vec<Event>> {
-        crate::inventory::require_staff(actor)?;
+        crate::auth::require_staff(actor)?;
         let mut conn = self.db.pool().acquire().await?;
         Ok(db::events::list(
             &mut conn,
