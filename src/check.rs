@@ -104,6 +104,11 @@ const CHECKS: &[(&str, &str)] = &[
             OR NOT EXISTS (SELECT 1 FROM events ev WHERE ev.id = d.event_pk)",
     ),
     (
+        "cancelled_order_money_flagged_for_refund",
+        "SELECT o.id, p.id AS payment_id, p.provider FROM orders o JOIN payments p ON p.order_id = o.id
+         WHERE o.status = 'cancelled' AND p.status = 'succeeded' AND NOT p.refund_required",
+    ),
+    (
         "order_has_items",
         "SELECT o.id FROM orders o WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
     ),
@@ -170,6 +175,26 @@ impl Ordo {
                 report.findings.push(Finding {
                     check: name,
                     detail: format!("... and {} more", total - SHOWN),
+                });
+            }
+        }
+        // Money a provider took for an order that no longer wanted it goes back through that
+        // provider by itself: such a payment has its refund under way, done, or refused (and
+        // shown to staff).
+        if self.policy.auto_refund_late_payments {
+            let name = "late_provider_payment_has_refund";
+            report.checks.push(name);
+            let rows = sqlx::query(
+                "SELECT id AS payment_id, order_id, provider FROM payments
+                 WHERE status = 'succeeded' AND refund_required AND provider <> 'manual'
+                   AND refund_state IS NULL",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows.iter().take(SHOWN) {
+                report.findings.push(Finding {
+                    check: name,
+                    detail: describe(row),
                 });
             }
         }

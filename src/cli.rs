@@ -112,6 +112,23 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Payment providers (WeChat Pay, Alipay, Stripe, and manual).
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// Load every configured provider's settings and keys, and say what is loaded and what
+    /// is missing (secrets are never shown). Exits 2 when a provider is configured in part
+    /// or a key cannot be read, as `ordo serve` would.
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -515,6 +532,9 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Providers {
+            command: ProvidersCommand::Check { json },
+        } => providers_check(&settings, json),
         Command::Demo => {
             let ordo = Ordo::open(&settings).await?;
             crate::demo::run(&ordo).await?;
@@ -522,6 +542,56 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn providers_check(settings: &Settings, json: bool) -> Result<ExitCode, Failure> {
+    let report = crate::payments::report(settings);
+    let loaded = crate::payments::load_providers(settings, crate::Clock::system());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "default_payment_provider": settings.default_payment_provider,
+                "public_url": settings.public_url,
+                "providers": report,
+                "error": loaded.as_ref().err().map(|e| e.to_string()),
+            })
+        );
+    } else {
+        println!(
+            "default_payment_provider: {}",
+            settings.default_payment_provider
+        );
+        println!(
+            "public_url: {}",
+            settings.public_url.as_deref().unwrap_or("(not set)")
+        );
+        for status in &report {
+            let state = match (status.configured, status.ready) {
+                (_, true) => "ready",
+                (false, false) => "not configured",
+                (true, false) => "NOT READY",
+            };
+            println!("{}: {state}", status.provider);
+            if !status.loaded.is_empty() {
+                println!("  set: {}", status.loaded.join(", "));
+            }
+            if status.configured && !status.missing.is_empty() {
+                println!("  missing: {}", status.missing.join(", "));
+            }
+            for problem in &status.problems {
+                println!("  problem: {problem}");
+            }
+        }
+        if let Err(err) = &loaded {
+            println!("ordo serve would stop: {err}");
+        }
+    }
+    Ok(if loaded.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn sweep_request(settings: &Settings) -> crate::sweep::SweepRequest {

@@ -55,6 +55,46 @@ pub struct Settings {
     /// With this set (`amqp://user:pass@host:5672/%2f`), every event is also published to
     /// the topic exchange `ordo.events`.
     pub events_amqp_url: Option<String>,
+    /// The address customers' browsers and providers reach ordo at (`https://shop.example`):
+    /// notification URLs are built from it.
+    pub public_url: Option<String>,
+    /// The provider of an order's first payment: `manual`, `wechatpay`, `alipay` or `stripe`.
+    pub default_payment_provider: PaymentProvider,
+    /// Most provider calls in flight at once per process (the sweep asks this many at once).
+    pub provider_concurrency: u32,
+    /// Seconds a provider has to answer one call.
+    pub provider_timeout_seconds: u64,
+    /// Open provider payments with no notification this long after they were opened are
+    /// queried by the scheduler.
+    pub reconcile_after_minutes: u32,
+    /// Refund late payments (a success after the order was cancelled) through their provider
+    /// by itself.
+    pub auto_refund_late_payments: bool,
+    pub wechatpay_mchid: Option<String>,
+    pub wechatpay_appid: Option<String>,
+    /// Serial number of the merchant API certificate (signs requests).
+    pub wechatpay_serial_no: Option<String>,
+    pub wechatpay_private_key_path: Option<String>,
+    /// The APIv3 key (32 bytes) that decrypts notifications.
+    pub wechatpay_api_v3_key: Option<String>,
+    pub wechatpay_public_key_path: Option<String>,
+    /// `PUB_KEY_ID_…`: the serial WeChat Pay signs its answers and notifications with.
+    pub wechatpay_public_key_id: Option<String>,
+    pub wechatpay_base_url: String,
+    pub alipay_app_id: Option<String>,
+    pub alipay_private_key_path: Option<String>,
+    pub alipay_public_key_path: Option<String>,
+    pub alipay_gateway_url: String,
+    pub stripe_secret_key: Option<String>,
+    pub stripe_webhook_secret: Option<String>,
+    pub stripe_base_url: String,
+}
+
+pub use crate::domain::PaymentProvider;
+
+/// Shows a secret as set or not, never its value.
+fn secret(value: &Option<String>) -> Option<&'static str> {
+    value.as_ref().map(|_| "<redacted>")
 }
 
 impl std::fmt::Debug for Settings {
@@ -91,6 +131,33 @@ impl std::fmt::Debug for Settings {
                 "events_amqp_url",
                 &self.events_amqp_url.as_deref().map(redact_url),
             )
+            .field("public_url", &self.public_url)
+            .field("default_payment_provider", &self.default_payment_provider)
+            .field("provider_concurrency", &self.provider_concurrency)
+            .field("provider_timeout_seconds", &self.provider_timeout_seconds)
+            .field("reconcile_after_minutes", &self.reconcile_after_minutes)
+            .field("auto_refund_late_payments", &self.auto_refund_late_payments)
+            .field("wechatpay_mchid", &self.wechatpay_mchid)
+            .field("wechatpay_appid", &self.wechatpay_appid)
+            .field("wechatpay_serial_no", &self.wechatpay_serial_no)
+            .field(
+                "wechatpay_private_key_path",
+                &self.wechatpay_private_key_path,
+            )
+            .field("wechatpay_api_v3_key", &secret(&self.wechatpay_api_v3_key))
+            .field("wechatpay_public_key_path", &self.wechatpay_public_key_path)
+            .field("wechatpay_public_key_id", &self.wechatpay_public_key_id)
+            .field("wechatpay_base_url", &self.wechatpay_base_url)
+            .field("alipay_app_id", &self.alipay_app_id)
+            .field("alipay_private_key_path", &self.alipay_private_key_path)
+            .field("alipay_public_key_path", &self.alipay_public_key_path)
+            .field("alipay_gateway_url", &self.alipay_gateway_url)
+            .field("stripe_secret_key", &secret(&self.stripe_secret_key))
+            .field(
+                "stripe_webhook_secret",
+                &secret(&self.stripe_webhook_secret),
+            )
+            .field("stripe_base_url", &self.stripe_base_url)
             .finish()
     }
 }
@@ -136,6 +203,27 @@ impl Default for Settings {
             webhook_timeout_seconds: 15,
             webhook_allow_private: false,
             events_amqp_url: None,
+            public_url: None,
+            default_payment_provider: PaymentProvider::Manual,
+            provider_concurrency: 32,
+            provider_timeout_seconds: 10,
+            reconcile_after_minutes: 5,
+            auto_refund_late_payments: true,
+            wechatpay_mchid: None,
+            wechatpay_appid: None,
+            wechatpay_serial_no: None,
+            wechatpay_private_key_path: None,
+            wechatpay_api_v3_key: None,
+            wechatpay_public_key_path: None,
+            wechatpay_public_key_id: None,
+            wechatpay_base_url: "https://api.mch.weixin.qq.com".to_owned(),
+            alipay_app_id: None,
+            alipay_private_key_path: None,
+            alipay_public_key_path: None,
+            alipay_gateway_url: "https://openapi.alipay.com/gateway.do".to_owned(),
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_base_url: "https://api.stripe.com".to_owned(),
         }
     }
 }
@@ -161,6 +249,27 @@ const KEYS: &[&str] = &[
     "webhook_timeout_seconds",
     "webhook_allow_private",
     "events_amqp_url",
+    "public_url",
+    "default_payment_provider",
+    "provider_concurrency",
+    "provider_timeout_seconds",
+    "reconcile_after_minutes",
+    "auto_refund_late_payments",
+    "wechatpay_mchid",
+    "wechatpay_appid",
+    "wechatpay_serial_no",
+    "wechatpay_private_key_path",
+    "wechatpay_api_v3_key",
+    "wechatpay_public_key_path",
+    "wechatpay_public_key_id",
+    "wechatpay_base_url",
+    "alipay_app_id",
+    "alipay_private_key_path",
+    "alipay_public_key_path",
+    "alipay_gateway_url",
+    "stripe_secret_key",
+    "stripe_webhook_secret",
+    "stripe_base_url",
 ];
 
 impl Settings {
@@ -223,6 +332,31 @@ impl Settings {
                 redact_url(url)
             )));
         }
+        if !(1..=1024).contains(&self.provider_concurrency) {
+            return Err(Error::Config(
+                "provider_concurrency must be between 1 and 1024".into(),
+            ));
+        }
+        if !(1..=120).contains(&self.provider_timeout_seconds) {
+            return Err(Error::Config(
+                "provider_timeout_seconds must be between 1 and 120".into(),
+            ));
+        }
+        if self.reconcile_after_minutes == 0 {
+            return Err(Error::Config(
+                "reconcile_after_minutes must be at least 1".into(),
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            crate::payments::check_public_url(url)?;
+        }
+        for (key, url) in [
+            ("wechatpay_base_url", &self.wechatpay_base_url),
+            ("alipay_gateway_url", &self.alipay_gateway_url),
+            ("stripe_base_url", &self.stripe_base_url),
+        ] {
+            crate::payments::check_base_url(key, url)?;
+        }
         const MAX_MINUTES: u32 = 60 * 24 * 365;
         if self.payment_ttl_minutes > MAX_MINUTES || self.unpaid_timeout_minutes > MAX_MINUTES {
             return Err(Error::Config(
@@ -241,6 +375,10 @@ impl Settings {
             payment_reminder_lead_ms: i64::from(self.payment_reminder_lead_minutes) * 60_000,
             events: self.events,
             webhook_allow_private: self.webhook_allow_private,
+            default_payment_provider: self.default_payment_provider,
+            provider_concurrency: self.provider_concurrency,
+            reconcile_after_ms: i64::from(self.reconcile_after_minutes) * 60_000,
+            auto_refund_late_payments: self.auto_refund_late_payments,
         }
     }
 }

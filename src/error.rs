@@ -50,6 +50,11 @@ pub enum Error {
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
 
+    /// A payment provider did not do what was asked (unreachable, an error, an answer that
+    /// does not verify, a refusal): nothing was decided on it; the request may be retried.
+    #[error("{0}")]
+    Provider(String),
+
     #[error("configuration: {0}")]
     Config(String),
 
@@ -92,6 +97,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Validation { .. } => "validation_failed",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::Provider(_) => "provider_error",
             Error::Config(_) => "configuration",
             Error::Database(_) | Error::Migrate(_) => "internal",
         }

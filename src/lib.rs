@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod inventory;
+mod moves;
 pub mod orders;
 pub mod payments;
 mod placement;
@@ -63,6 +64,14 @@ pub struct Policy {
     pub events: bool,
     /// Whether webhook endpoints may be `http` and private addresses (development).
     pub webhook_allow_private: bool,
+    /// The provider of an order's first payment.
+    pub default_payment_provider: domain::PaymentProvider,
+    /// Provider calls in flight at once (per process).
+    pub provider_concurrency: u32,
+    /// Open provider payments without a notification this long are queried.
+    pub reconcile_after_ms: i64,
+    /// Late payments are refunded through their provider by themselves.
+    pub auto_refund_late_payments: bool,
 }
 
 impl Default for Policy {
@@ -75,6 +84,10 @@ impl Default for Policy {
             payment_reminder_lead_ms: 10 * 60_000,
             events: true,
             webhook_allow_private: false,
+            default_payment_provider: domain::PaymentProvider::Manual,
+            provider_concurrency: 32,
+            reconcile_after_ms: 5 * 60_000,
+            auto_refund_late_payments: true,
         }
     }
 }
@@ -91,12 +104,21 @@ pub struct Ordo {
     placements: Arc<placement::Combiner>,
     token_uses: Arc<auth::TokenUses>,
     token_lookups: Arc<auth::TokenLookups>,
+    /// The payment providers, and the gate every call to them goes through.
+    providers: payments::Providers,
 }
 
 impl Ordo {
     pub fn new(db: Db, policy: Policy, clock: Clock) -> Ordo {
         let outbox = Arc::new(events::Wake::default());
         let placements = Arc::new(placement::Combiner::new(db.clone(), outbox.clone()));
+        let providers = payments::Providers::new(
+            Vec::new(),
+            None,
+            policy.provider_concurrency,
+            std::time::Duration::from_secs(10),
+            clock.clone(),
+        );
         Ordo {
             db,
             policy,
@@ -105,7 +127,14 @@ impl Ordo {
             placements,
             token_uses: Arc::default(),
             token_lookups: Arc::default(),
+            providers,
         }
+    }
+
+    /// The same service with these payment providers.
+    pub fn with_providers(mut self, providers: payments::Providers) -> Ordo {
+        self.providers = providers;
+        self
     }
 
     /// Commits a transaction that may have written events, and wakes the dispatchers.
@@ -128,8 +157,10 @@ impl Ordo {
     /// Like [`Ordo::open`], with at most `max_connections` (one-shot commands need few; on
     /// SQLite every connection carries its own page cache).
     pub async fn open_with_connections(settings: &Settings, max_connections: u32) -> Result<Ordo> {
+        // The keys first: a missing or malformed one stops ordo before it touches anything.
+        let providers = payments::load_providers(settings, Clock::system())?;
         let db = Db::connect(&settings.database_url, max_connections).await?;
         db.migrate().await?;
-        Ok(Ordo::new(db, settings.policy(), Clock::system()))
+        Ok(Ordo::new(db, settings.policy(), Clock::system()).with_providers(providers))
     }
 }

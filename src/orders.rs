@@ -9,11 +9,13 @@ use crate::db::{self, Conn};
 use crate::domain::lifecycle::{self, Refusal};
 use crate::domain::{
     Actor, HistoryEntry, Millis, MovementReason, NewOrder, Order, OrderDetails, OrderItem,
-    OrderLine, OrderStatus, Payment, PaymentStatus, Product, Role,
+    OrderLine, OrderStatus, Payment, PaymentProvider, PaymentStatus, Product, Role,
 };
 use crate::error::{Error, Result};
 use crate::events::{self, EventType, NewEvent};
 use crate::placement::{Placed, PlacementRequest};
+
+pub use crate::placement::PlacedOrder;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -23,13 +25,6 @@ pub use crate::db::orders::OrderFilter;
 pub const MAX_ITEMS: usize = 100;
 /// Most units of one product in one order, whatever the configured limit.
 pub const MAX_QUANTITY: i64 = 1_000_000;
-
-/// A placed order and its first payment.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct PlacedOrder {
-    pub order: OrderDetails,
-    pub payment: Payment,
-}
 
 /// What a transition carries besides its target.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +141,7 @@ async fn visible_order(conn: &mut Conn, actor: Actor, order_id: i64) -> Result<O
     Ok(order)
 }
 
-fn refusal_error(from: OrderStatus, to: OrderStatus, refusal: Refusal) -> Error {
+pub(crate) fn refusal_error(from: OrderStatus, to: OrderStatus, refusal: Refusal) -> Error {
     match refusal {
         Refusal::NotAllowed { allowed } => Error::InvalidTransition {
             from,
@@ -176,6 +171,17 @@ fn audit_action(from: OrderStatus, to: OrderStatus) -> &'static str {
 /// The ids of orders as the set-based statements take them.
 pub(crate) fn ids_json(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// `order.expired`, as the sweep's batches and the per-order path both write it.
+pub(crate) fn expired_event(details: &OrderDetails, seq: i64) -> NewEvent {
+    NewEvent::order(
+        EventType::OrderExpired,
+        details,
+        seq,
+        Some(OrderStatus::Pending),
+        json!({"units_released": units_per_product(&details.items)}),
+    )
 }
 
 /// Units per product, as `order.expired` reports what it released.
@@ -251,8 +257,26 @@ impl Ordo {
                     now,
                 )
                 .await?;
-                // Money already taken for a cancelled order has to go back.
+                // Money already taken for a cancelled order has to go back: through its
+                // provider by itself, when it has one and the shop wants that.
                 db::payments::settle_succeeded_of_order(conn, order.id, false, now).await?;
+                if self.policy.auto_refund_late_payments {
+                    for payment in db::payments::for_order(conn, order.id).await? {
+                        if payment.status == PaymentStatus::Succeeded
+                            && payment.provider != PaymentProvider::Manual
+                            && payment.refund_state.is_none()
+                        {
+                            db::payments::request_refund(
+                                conn,
+                                payment.id,
+                                &payment.refund_number(1),
+                                1,
+                                now,
+                            )
+                            .await?;
+                        }
+                    }
+                }
             }
             OrderStatus::Paid if from == OrderStatus::Pending => {
                 // The payment that paid is already `succeeded`; any other open one is moot.
@@ -295,7 +319,7 @@ impl Ordo {
             };
             let kind = EventType::of_transition(from, to, actor == Actor::Expiry);
             let first = match kind {
-                EventType::OrderExpired => crate::sweep::expired_event(&details, seq),
+                EventType::OrderExpired => expired_event(&details, seq),
                 _ => {
                     let extra = match kind {
                         EventType::OrderPaid => json!({
@@ -524,27 +548,18 @@ impl Ordo {
         Ok(())
     }
 
-    /// Moves an order to `to` on behalf of `actor`: locked, checked against the lifecycle
-    /// and the actor's role, applied with its effects, history row and event, in one
-    /// transaction.
-    pub async fn transition(
+    /// The transition itself (see `Ordo::transition`, which takes the provider steps some
+    /// moves need first): locked, checked against the lifecycle and the actor's role,
+    /// applied with its effects, history row and event, in one transaction. A cancel is
+    /// refused while a payment is open at a provider (it must be closed there first), and
+    /// a refund's rejection while the refund is under way at the provider.
+    pub(crate) async fn move_now(
         &self,
         actor: Actor,
         order_id: i64,
         to: OrderStatus,
         input: &TransitionInput,
     ) -> Result<Order> {
-        if let Some(note) = &input.note {
-            crate::domain::text::check_free("reason", note, 1000)?;
-        }
-        for (field, value) in [
-            ("carrier", &input.carrier),
-            ("tracking_number", &input.tracking_number),
-        ] {
-            if let Some(value) = value {
-                crate::domain::text::check_line(field, value, 200)?;
-            }
-        }
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
@@ -552,25 +567,32 @@ impl Ordo {
         let role = role_for(actor, &order)?;
         lifecycle::check_move(order.status, to, role)
             .map_err(|refusal| refusal_error(order.status, to, refusal))?;
+        if matches!(to, OrderStatus::Cancelled | OrderStatus::Paid) {
+            let payments = db::payments::for_order(&mut tx, order_id).await?;
+            if to == OrderStatus::Cancelled
+                && let Some(open) = payments.iter().find(|p| p.provider_open)
+            {
+                return Err(Error::Conflict(format!(
+                    "payment {} is open at {}; it must be closed there first",
+                    open.id, open.provider
+                )));
+            }
+            if to == OrderStatus::Paid
+                && let Some(refunding) = payments
+                    .iter()
+                    .find(|p| p.refund().is_some_and(|r| r.under_way()))
+            {
+                return Err(Error::Conflict(format!(
+                    "the refund of payment {} is under way at {}; it cannot be rejected now",
+                    refunding.id, refunding.provider
+                )));
+            }
+        }
         let order = self
             .apply_transition(&mut tx, &order, to, actor, input, now)
             .await?;
         self.commit(tx).await?;
         Ok(order)
-    }
-
-    pub async fn cancel_order(
-        &self,
-        actor: Actor,
-        order_id: i64,
-        reason: Option<String>,
-    ) -> Result<Order> {
-        let input = TransitionInput {
-            note: reason,
-            ..TransitionInput::default()
-        };
-        self.transition(actor, order_id, OrderStatus::Cancelled, &input)
-            .await
     }
 
     /// An order with items and payments, if `actor` may see it.
@@ -588,7 +610,7 @@ impl Ordo {
 
     /// The order with this public number (staff), for search.
     pub async fn order_by_number(&self, actor: Actor, number: &str) -> Result<Order> {
-        crate::inventory::require_staff(actor)?;
+        crate::auth::require_staff(actor)?;
         let mut conn = self.db.pool().acquire().await?;
         db::orders::by_number(&mut conn, number.trim())
             .await?

@@ -10,17 +10,25 @@
 
 use crate::audit::{self, Object};
 use crate::db::{self, Db};
-use crate::domain::{Actor, Millis, Order, OrderDetails, OrderItem, OrderStatus, Payment, Product};
+use crate::domain::{
+    Actor, Millis, Order, OrderDetails, OrderItem, OrderStatus, Payment, PaymentProvider, Product,
+};
 use crate::error::{Error, Result};
 use crate::events::{self, EventType, NewEvent};
 use crate::inventory::MAX_AMOUNT;
-use crate::orders::PlacedOrder;
 use crate::{Clock, Policy};
 use rand::Rng;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
+
+/// A placed order and its first payment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PlacedOrder {
+    pub order: OrderDetails,
+    pub payment: Payment,
+}
 
 /// Most orders in one batch.
 pub const MAX_BATCH: usize = 256;
@@ -453,13 +461,23 @@ fn allocate(
             unit_price_cents: product.price_cents,
         });
     }
+    let currency = currency.unwrap_or_default();
+    let provider = request.policy.default_payment_provider;
+    if !provider.takes_currency(&currency) {
+        return Err(Error::validation(
+            "items",
+            format!(
+                "this shop takes payment through {provider}, which takes CNY only; the items are priced in {currency}"
+            ),
+        ));
+    }
     for item in &items {
         if let Some(product) = products.get_mut(&item.product_id) {
             product.stock -= item.quantity;
         }
     }
     *pending.entry(request.user_id).or_insert(0) += 1;
-    Ok((items, total, currency.unwrap_or_default()))
+    Ok((items, total, currency))
 }
 
 /// Writes the accepted orders: stock taken once per product, then the orders, items,
@@ -509,10 +527,18 @@ async fn write_orders(
             item_rows.push(json!({"order_id": order.id, "product_id": item.product_id,
                 "quantity": item.quantity, "unit_price_cents": item.unit_price_cents, "actor": actor}));
         }
-        open_rows.push(
-            json!({"order_id": order.id, "actor": actor, "amount_cents": a.total,
-            "expires_at": now + r.policy.payment_ttl_ms}),
-        );
+        let provider = r.policy.default_payment_provider;
+        let merchant_ref =
+            (provider != PaymentProvider::Manual).then(|| order.payment_reference(1));
+        let provider_ref = merchant_ref
+            .as_ref()
+            .filter(|_| provider.ref_is_merchant_ref());
+        open_rows.push(json!({
+            "order_id": order.id, "actor": actor, "amount_cents": a.total,
+            "expires_at": now + r.policy.payment_ttl_ms, "method": provider.method(),
+            "provider": provider.as_str(), "merchant_ref": merchant_ref,
+            "provider_ref": provider_ref,
+        }));
         if let Some((key, _)) = &r.key {
             key_rows.push(json!({"user_id": r.key_owner(), "key": key, "order_id": order.id}));
         }

@@ -1,5 +1,6 @@
-//! The built-in scheduler: every interval, the payment reminders and then the unpaid-order
-//! sweep, until shutdown.
+//! The built-in scheduler: every interval, the payment reminders, the reconciliation of
+//! provider payments whose notification is late, the refunds to send or confirm through the
+//! providers, and then the unpaid-order sweep, until shutdown.
 //! On shutdown the sweep finishes the batch in hand and stops. Several schedulers on one
 //! PostgreSQL database share the work safely: each batch is claimed with
 //! `FOR UPDATE SKIP LOCKED`, so none is a leader and none cancels an order twice.
@@ -148,6 +149,27 @@ pub async fn run_jobs(ordo: Ordo, request: SweepRequest, interval: Duration, shu
             Ok(0) => {}
             Ok(sent) => tracing::info!(sent, "payment reminders sent"),
             Err(err) => tracing::warn!(error = %err, "payment reminders failed"),
+        }
+        match ordo.reconcile_open_payments(shutdown.flag()).await {
+            Ok(done) if done.queried == 0 => {}
+            Ok(done) => tracing::info!(
+                queried = done.queried,
+                found_paid = done.found_paid,
+                closed = done.closed,
+                deferred = done.deferred,
+                "provider payments reconciled"
+            ),
+            Err(err) => tracing::warn!(error = %err, "reconciliation failed"),
+        }
+        match ordo.process_refunds(shutdown.flag()).await {
+            Ok(done) if done.sent == 0 => {}
+            Ok(done) => tracing::info!(
+                sent = done.sent,
+                succeeded = done.succeeded,
+                refused = done.refused,
+                "refunds worked on"
+            ),
+            Err(err) => tracing::warn!(error = %err, "refunds failed"),
         }
         match ordo
             .run_sweep(

@@ -11,10 +11,9 @@ use crate::Ordo;
 use crate::audit::{self, Object};
 use crate::db::sweep::{self as queries, Cursor, DueOrder};
 use crate::db::sweep_runs;
-use crate::domain::OrderDetails;
 use crate::domain::{Actor, Millis, OrderStatus, format_rfc3339, time::serde_rfc3339};
 use crate::error::{Error, Result};
-use crate::events::{self, EventType, NewEvent};
+use crate::events;
 use crate::orders::TransitionInput;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +85,14 @@ pub struct SweepRun {
     pub duration_ms: i64,
     pub stopped_reason: Option<String>,
     pub failures: Vec<SweepFailure>,
+    /// Questions asked of payment providers.
+    pub queried: i64,
+    /// Orders a provider said were paid: paid now, not cancelled.
+    pub found_paid: i64,
+    /// Provider transactions closed before their orders were cancelled.
+    pub closed: i64,
+    /// Orders left pending because their provider could not answer (tried next run).
+    pub deferred: i64,
 }
 
 /// A running run that has not reported for this long is taken to be interrupted.
@@ -117,6 +124,10 @@ impl SweepRun {
             duration_ms: row.duration_ms,
             stopped_reason: row.stopped_reason,
             failures: serde_json::from_str(&row.failures).unwrap_or_default(),
+            queried: row.queried,
+            found_paid: row.found_paid,
+            closed: row.closed,
+            deferred: row.deferred,
         }
     }
 }
@@ -129,6 +140,11 @@ pub enum OrderOutcome {
     /// No longer due when its turn came (paid, cancelled or claimed elsewhere meanwhile).
     Skipped,
     Failed(String),
+    /// Its payment provider said it was paid: paid now, not cancelled.
+    FoundPaid,
+    /// Its payment provider could not answer (or said something ordo cannot act on): left
+    /// pending, asked again next run.
+    Deferred(String),
 }
 
 /// One batch: its orders with their outcomes, and where the next batch starts.
@@ -162,6 +178,17 @@ pub struct SweepSummary {
     pub orders_per_second: f64,
     /// The first failures (at most 100), to act on.
     pub failures: Vec<SweepFailure>,
+    /// Questions asked of payment providers (a real run asks before it cancels an order
+    /// whose payment is open at a provider; a dry run asks nothing).
+    pub queried: u64,
+    /// Orders a provider said were paid: paid now, not cancelled.
+    pub found_paid: u64,
+    /// Provider transactions closed before their orders were cancelled.
+    pub closed: u64,
+    /// Orders left pending because their provider could not answer; asked again next run.
+    pub deferred: u64,
+    /// Why the first deferred orders (at most 100) were deferred.
+    pub deferrals: Vec<SweepFailure>,
     /// Set when the run stopped early: a database error, or shutdown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -204,6 +231,10 @@ impl SweepSummary {
             stopped_reason: self.stopped.as_deref(),
             failures,
             finished_at,
+            queried: self.queried as i64,
+            found_paid: self.found_paid as i64,
+            closed: self.closed as i64,
+            deferred: self.deferred as i64,
         }
     }
 }
@@ -300,7 +331,7 @@ impl Ordo {
 
     /// One run's record (staff, operators).
     pub async fn sweep_run(&self, actor: Actor, id: i64) -> Result<SweepRun> {
-        crate::inventory::require_staff_or(actor, Actor::Scheduler)?;
+        crate::auth::require_staff_or(actor, Actor::Scheduler)?;
         let mut conn = self.db.pool().acquire().await?;
         let row = sweep_runs::get(&mut conn, id)
             .await?
@@ -315,7 +346,7 @@ impl Ordo {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<SweepRun>> {
-        crate::inventory::require_staff(actor)?;
+        crate::auth::require_staff(actor)?;
         let now = self.clock.now();
         let mut conn = self.db.pool().acquire().await?;
         Ok(sweep_runs::list(&mut conn, before_id, limit)
@@ -337,17 +368,24 @@ impl Ordo {
 
     /// How many orders a sweep with this timeout would find now.
     pub async fn count_due_orders(&self, timeout_minutes: u32) -> Result<i64> {
-        let (now, cutoff) = self.due_as_of_now(timeout_minutes);
-        let mut conn = self.db.pool().acquire().await?;
-        queries::count_due(&mut conn, cutoff, now).await
+        self.count_due_orders_as_of(timeout_minutes, self.clock.now())
+            .await
     }
 
-    /// One batch of the sweep: up to `size` due orders after `cursor`, cancelled together
-    /// (or, in a dry run, only listed). An empty report means nothing is left.
+    /// How many orders a sweep with this timeout would find as of `as_of`.
+    pub async fn count_due_orders_as_of(&self, timeout_minutes: u32, as_of: Millis) -> Result<i64> {
+        let cutoff = as_of - i64::from(timeout_minutes) * 60_000;
+        let mut conn = self.db.pool().acquire().await?;
+        queries::count_due(&mut conn, cutoff, as_of).await
+    }
+
+    /// One batch of the sweep: up to `size` orders due as of `as_of` after `cursor`,
+    /// cancelled together (or, in a dry run, only listed); what it writes carries the
+    /// clock's time. An empty report means nothing is left.
     pub async fn sweep_batch(
         &self,
         cutoff: Millis,
-        now: Millis,
+        as_of: Millis,
         cursor: Cursor,
         size: u32,
         dry_run: bool,
@@ -357,11 +395,11 @@ impl Ordo {
         if dry_run {
             let mut conn = self.db.pool().acquire().await?;
             let due =
-                queries::next_due(&mut conn, dialect, cutoff, now, cursor, size, false).await?;
+                queries::next_due(&mut conn, dialect, cutoff, as_of, cursor, size, false).await?;
             return Ok(report(due, |_| OrderOutcome::WouldCancel, 0, cursor));
         }
         let mut tx = self.db.write_tx().await?;
-        let due = queries::next_due(&mut tx, dialect, cutoff, now, cursor, size, true).await?;
+        let due = queries::next_due(&mut tx, dialect, cutoff, as_of, cursor, size, true).await?;
         if due.is_empty() {
             tx.rollback().await?;
             return Ok(BatchReport {
@@ -369,6 +407,7 @@ impl Ordo {
                 ..BatchReport::default()
             });
         }
+        let now = self.clock.now();
         let batch = match self.cancel_claimed(&mut tx, &due, now).await {
             Ok(units) => self.commit(tx).await.map(|()| units),
             Err(err) => {
@@ -391,7 +430,7 @@ impl Ordo {
                 let mut units = 0;
                 let mut outcomes = Vec::with_capacity(due.len());
                 for order in &due {
-                    let outcome = self.cancel_one_unpaid(order.id, cutoff, now).await;
+                    let outcome = self.cancel_one_unpaid(order.id, cutoff, as_of).await;
                     if outcome == OrderOutcome::Cancelled {
                         units += order.units;
                     }
@@ -425,7 +464,7 @@ impl Ordo {
         let details = self.details_of(tx, cancelled.orders).await?;
         let mut new_events = Vec::with_capacity(details.len() + cancelled.returned.len());
         for (details, seq) in &details {
-            new_events.push(expired_event(details, *seq));
+            new_events.push(crate::orders::expired_event(details, *seq));
         }
         new_events.extend(
             cancelled
@@ -437,14 +476,21 @@ impl Ordo {
         Ok(units)
     }
 
-    /// Cancels one due order through the ordinary transition, in its own transaction.
-    async fn cancel_one_unpaid(&self, order_id: i64, cutoff: Millis, now: Millis) -> OrderOutcome {
+    /// Cancels one order due as of `as_of` through the ordinary transition, in its own
+    /// transaction.
+    async fn cancel_one_unpaid(
+        &self,
+        order_id: i64,
+        cutoff: Millis,
+        as_of: Millis,
+    ) -> OrderOutcome {
         let attempt = async {
             let dialect = self.db.dialect();
             let mut tx = self.db.write_tx().await?;
-            if !queries::lock_if_due(&mut tx, dialect, order_id, cutoff, now).await? {
+            if !queries::lock_if_due(&mut tx, dialect, order_id, cutoff, as_of).await? {
                 return Ok(OrderOutcome::Skipped);
             }
+            let now = self.clock.now();
             let order = crate::db::orders::lock_existing(&mut tx, dialect, order_id).await?;
             let input = TransitionInput {
                 note: Some(queries::REASON.to_owned()),
@@ -511,8 +557,9 @@ impl Ordo {
     ) -> SweepSummary {
         let started = Instant::now();
         let mut reported = Instant::now();
-        let now = request.now.unwrap_or_else(|| self.clock.now());
-        let cutoff = now - request.timeout_ms();
+        // `--now` decides which orders are due; what the run writes carries the clock's time.
+        let as_of = request.now.unwrap_or_else(|| self.clock.now());
+        let cutoff = as_of - request.timeout_ms();
         let mut summary = SweepSummary {
             dry_run: request.dry_run,
             timeout_minutes: request.timeout_minutes,
@@ -526,13 +573,26 @@ impl Ordo {
             duration_ms: 0,
             orders_per_second: 0.0,
             failures: Vec::new(),
+            queried: 0,
+            found_paid: 0,
+            closed: 0,
+            deferred: 0,
+            deferrals: Vec::new(),
             stopped: None,
         };
         if !request.dry_run {
             self.gather_missing_statistics().await;
+            if let Err(err) = self
+                .ask_providers_first(request, cutoff, as_of, stop, &mut summary, &mut on_order)
+                .await
+            {
+                tracing::error!(error = %err, "sweep stopped while asking payment providers");
+                summary.errors += 1;
+                summary.stopped = Some(err.to_string());
+            }
         }
         let mut cursor = Cursor::start();
-        loop {
+        while summary.stopped.is_none() {
             if stop.load(Ordering::SeqCst) {
                 summary.stopped = Some("shutdown requested".to_owned());
                 break;
@@ -545,7 +605,7 @@ impl Ordo {
             }
             let size = u64::from(request.batch_size).min(remaining) as u32;
             let batch = match self
-                .sweep_batch(cutoff, now, cursor, size, request.dry_run)
+                .sweep_batch(cutoff, as_of, cursor, size, request.dry_run)
                 .await
             {
                 Ok(batch) => batch,
@@ -577,6 +637,8 @@ impl Ordo {
                             });
                         }
                     }
+                    // Only the providers' questions come to these; a batch never does.
+                    OrderOutcome::FoundPaid | OrderOutcome::Deferred(_) => {}
                 }
                 on_order(order, outcome);
             }
@@ -609,6 +671,10 @@ impl Ordo {
         metrics::counter!("ordo_sweep_units_released_total")
             .increment(summary.units_released.max(0) as u64);
         metrics::counter!("ordo_sweep_errors_total").increment(summary.errors);
+        metrics::counter!("ordo_sweep_provider_queries_total").increment(summary.queried);
+        metrics::counter!("ordo_sweep_orders_found_paid_total").increment(summary.found_paid);
+        metrics::counter!("ordo_sweep_provider_closes_total").increment(summary.closed);
+        metrics::counter!("ordo_sweep_orders_deferred_total").increment(summary.deferred);
         metrics::histogram!("ordo_sweep_duration_seconds", "dry_run" => dry_run)
             .record(elapsed.as_secs_f64());
         tracing::info!(
@@ -621,10 +687,124 @@ impl Ordo {
             skipped = summary.skipped,
             errors = summary.errors,
             units_released = summary.units_released,
+            queried = summary.queried,
+            found_paid = summary.found_paid,
+            closed = summary.closed,
+            deferred = summary.deferred,
             duration_ms = summary.duration_ms,
             "sweep finished"
         );
         summary
+    }
+}
+
+/// Due orders asked about per page: their questions run `provider_concurrency` at a time.
+const ASK_PAGE: i64 = 1_000;
+
+impl Ordo {
+    /// Before the batches: every due order whose payment is open at a provider is asked
+    /// about (and its transaction closed there when unpaid), page by page, as many at once
+    /// as `provider_concurrency` allows, no transaction held. Orders found paid become paid;
+    /// orders whose provider could not answer stay pending (deferred, with the reason);
+    /// the others are now plain due orders, which the batches cancel.
+    async fn ask_providers_first(
+        &self,
+        request: &SweepRequest,
+        cutoff: Millis,
+        as_of: Millis,
+        stop: &AtomicBool,
+        summary: &mut SweepSummary,
+        on_order: &mut impl FnMut(&DueOrder, &OrderOutcome),
+    ) -> Result<()> {
+        use crate::payments::AskOutcome;
+        use futures_util::StreamExt;
+        let mut cursor = Cursor::start();
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                summary.stopped = Some("shutdown requested".to_owned());
+                return Ok(());
+            }
+            let remaining = request
+                .limit
+                .map_or(u64::MAX, |l| l.saturating_sub(summary.found));
+            if remaining == 0 {
+                return Ok(());
+            }
+            let page = {
+                let mut conn = self.db.pool().acquire().await?;
+                queries::next_to_ask(
+                    &mut conn,
+                    self.db.dialect(),
+                    cutoff,
+                    as_of,
+                    cursor,
+                    ASK_PAGE.min(remaining.min(i64::MAX as u64) as i64),
+                )
+                .await?
+            };
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            cursor = Cursor::after(last);
+            let asks: Vec<_> = page
+                .into_iter()
+                .map(|(order, payments)| {
+                    let ordo = self.clone();
+                    async move {
+                        let (mut queries, mut closes) = (0, 0);
+                        let mut outcome = None;
+                        for payment in &payments {
+                            let (asked, calls) = ordo.ask_payment(payment, true).await;
+                            queries += calls.queries;
+                            if asked == AskOutcome::Closed {
+                                closes += calls.closes;
+                            }
+                            match asked {
+                                AskOutcome::Paid => outcome = Some(OrderOutcome::FoundPaid),
+                                AskOutcome::Deferred(reason) if outcome.is_none() => {
+                                    outcome = Some(OrderOutcome::Deferred(reason))
+                                }
+                                _ => {}
+                            }
+                        }
+                        (
+                            order,
+                            outcome.unwrap_or(OrderOutcome::Skipped),
+                            queries,
+                            closes,
+                        )
+                    }
+                })
+                .collect();
+            let asked: Vec<(DueOrder, OrderOutcome, u64, u64)> = futures_util::stream::iter(asks)
+                .buffer_unordered(self.providers().concurrency())
+                .collect()
+                .await;
+            for (order, outcome, queries, closes) in asked {
+                summary.queried += queries;
+                summary.closed += closes;
+                match &outcome {
+                    OrderOutcome::FoundPaid => {
+                        summary.found += 1;
+                        summary.found_paid += 1;
+                    }
+                    OrderOutcome::Deferred(reason) => {
+                        summary.found += 1;
+                        summary.deferred += 1;
+                        if summary.deferrals.len() < MAX_FAILURES_LISTED {
+                            summary.deferrals.push(SweepFailure {
+                                order_id: order.id,
+                                number: order.number.clone(),
+                                error: reason.clone(),
+                            });
+                        }
+                    }
+                    // Closed at the provider: the batches cancel it (and count it there).
+                    _ => continue,
+                }
+                on_order(&order, &outcome);
+            }
+        }
     }
 }
 
@@ -665,7 +845,7 @@ impl Ordo {
     /// What a sweep with this timeout would cancel now (staff). Changes nothing and records
     /// no run.
     pub async fn preview_sweep(&self, actor: Actor, timeout_minutes: u32) -> Result<SweepPreview> {
-        crate::inventory::require_staff(actor)?;
+        crate::auth::require_staff(actor)?;
         let (now, cutoff) = self.due_as_of_now(timeout_minutes);
         let mut conn = self.db.pool().acquire().await?;
         let fingerprint = queries::due_fingerprint(&mut conn, cutoff, now).await?;
@@ -708,7 +888,7 @@ impl Ordo {
         batch_size: u32,
         previewed: DueFingerprint,
     ) -> Result<PreviewedRun> {
-        crate::inventory::require_staff(actor)?;
+        crate::auth::require_staff(actor)?;
         let (now, cutoff) = self.due_as_of_now(timeout_minutes);
         let fingerprint = {
             let mut conn = self.db.pool().acquire().await?;
@@ -730,17 +910,6 @@ impl Ordo {
             .await?;
         Ok(PreviewedRun::Ran(Box::new(ran)))
     }
-}
-
-/// `order.expired`, as the batch path and the per-order path both write it.
-pub(crate) fn expired_event(details: &OrderDetails, seq: i64) -> NewEvent {
-    NewEvent::order(
-        EventType::OrderExpired,
-        details,
-        seq,
-        Some(OrderStatus::Pending),
-        serde_json::json!({"units_released": crate::orders::units_per_product(&details.items)}),
-    )
 }
 
 fn report(

@@ -2,12 +2,12 @@
 //! bar on a terminal, one line per order with `-v`, and a true summary. Exit 0 when no order
 //! failed, 1 when any did.
 
+use crate::Ordo;
 use crate::cli::{Failure, SweepArgs};
 use crate::config::Settings;
 use crate::domain::Actor;
 use crate::domain::format_rfc3339;
 use crate::sweep::{OrderOutcome, SweepRequest, SweepSummary, SweepTrigger};
-use crate::{Clock, Ordo};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -16,10 +16,9 @@ use std::sync::atomic::AtomicBool;
 pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failure> {
     // The sweep works one batch at a time: two connections are plenty, and a small pool
     // keeps memory flat however long the run.
-    let mut ordo = Ordo::open_with_connections(settings, settings.max_connections.min(2)).await?;
-    if let Some(now) = args.now {
-        ordo.clock = Clock::fixed(now);
-    }
+    let ordo = Ordo::open_with_connections(settings, settings.max_connections.min(2)).await?;
+    // `--now` says which orders are due; what the run writes carries the time it runs at.
+    let as_of = args.now.unwrap_or_else(|| ordo.clock.now());
     let request = SweepRequest {
         timeout_minutes: args
             .timeout_minutes
@@ -27,7 +26,7 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
         dry_run: args.dry_run,
         batch_size: args.batch_size.unwrap_or(settings.sweep_batch_size),
         limit: args.limit,
-        now: None,
+        now: args.now,
     };
     // With --json, stdout carries the summary alone.
     let mut out: Box<dyn Write + Send> = if args.json {
@@ -35,7 +34,7 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
     } else {
         Box::new(std::io::stdout())
     };
-    let cutoff = ordo.clock.now() - i64::from(request.timeout_minutes) * 60_000;
+    let cutoff = as_of - i64::from(request.timeout_minutes) * 60_000;
     let _ = writeln!(
         out,
         "cancel-unpaid-orders: timeout {} min (created before {}), dry run: {}, batch size {}{}",
@@ -50,7 +49,9 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
     );
 
     let bar = if std::io::stderr().is_terminal() && !args.verbose {
-        let due = ordo.count_due_orders(request.timeout_minutes).await?;
+        let due = ordo
+            .count_due_orders_as_of(request.timeout_minutes, as_of)
+            .await?;
         let due = request.limit.map_or(due as u64, |l| l.min(due as u64));
         let bar = ProgressBar::new(due);
         if let Ok(style) =
@@ -81,6 +82,8 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
                         OrderOutcome::WouldCancel => "would cancel".to_owned(),
                         OrderOutcome::Skipped => "skipped (no longer due)".to_owned(),
                         OrderOutcome::Failed(e) => format!("FAILED ({e})"),
+                        OrderOutcome::FoundPaid => "paid (its provider says so)".to_owned(),
+                        OrderOutcome::Deferred(why) => format!("deferred ({why})"),
                     };
                     let _ = writeln!(
                         out,
@@ -130,6 +133,20 @@ fn print_summary(out: &mut dyn Write, s: &SweepSummary) {
             s.found, s.cancelled, s.skipped, s.errors, s.units_released
         )
     };
+    if s.queried > 0 || s.deferred > 0 {
+        let _ = writeln!(
+            out,
+            "asked payment providers {} time(s): found paid {}, closed {}, deferred {}",
+            s.queried, s.found_paid, s.closed, s.deferred
+        );
+    }
+    for d in &s.deferrals {
+        let _ = writeln!(
+            out,
+            "deferred: order {} {}: {}",
+            d.order_id, d.number, d.error
+        );
+    }
     for f in &s.failures {
         let _ = writeln!(
             out,

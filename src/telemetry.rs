@@ -121,6 +121,47 @@ fn describe_metrics() {
         metrics::Unit::Seconds,
         "From an event's commit to its successful delivery"
     );
+    describe_counter!(
+        "ordo_provider_requests_total",
+        "Calls to payment providers by provider, operation (open, query, close, refund, refund_query) and outcome (ok, unreachable, error, unverifiable)"
+    );
+    describe_histogram!(
+        "ordo_provider_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long one call to a payment provider took, by provider and operation"
+    );
+    describe_counter!(
+        "ordo_provider_notifications_total",
+        "Notifications from payment providers by provider and outcome (applied, not_authentic, malformed, mismatch, unavailable, not_configured)"
+    );
+    describe_counter!(
+        "ordo_payments_found_paid_total",
+        "Payments a provider said were paid when asked (the notification was late or lost), by provider"
+    );
+    describe_counter!(
+        "ordo_provider_refunds_refused_total",
+        "Refunds a payment provider refused, by provider"
+    );
+    describe_counter!(
+        "ordo_reconcile_payments_queried_total",
+        "Questions the reconciliation job asked payment providers"
+    );
+    describe_counter!(
+        "ordo_sweep_provider_queries_total",
+        "Questions the sweep asked payment providers before cancelling"
+    );
+    describe_counter!(
+        "ordo_sweep_orders_found_paid_total",
+        "Orders the sweep found paid at their provider instead of cancelling them"
+    );
+    describe_counter!(
+        "ordo_sweep_provider_closes_total",
+        "Provider transactions the sweep closed before cancelling their orders"
+    );
+    describe_counter!(
+        "ordo_sweep_orders_deferred_total",
+        "Orders the sweep left pending because their provider could not answer"
+    );
     describe_gauge!(
         "ordo_events_oldest_undelivered_age_seconds",
         metrics::Unit::Seconds,

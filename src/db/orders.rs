@@ -168,21 +168,6 @@ pub async fn items_and_payments_of(
     Ok((items, payments))
 }
 
-/// A payment row as [`items_and_payments_sqlite`] reads it, in `payments::COLUMNS` order.
-type PaymentValues = (
-    i64,
-    i64,
-    i64,
-    String,
-    String,
-    Millis,
-    Option<String>,
-    i64,
-    Option<String>,
-    Millis,
-    Millis,
-);
-
 /// [`items_and_payments_of`] on SQLite: each kind of row as one JSON array, built by SQLite.
 /// Row by row, every row would cross sqlx's worker thread on its own (a channel message, a
 /// wake-up and a copy of each value): for the sweep's 100,000 orders that cost more than
@@ -212,31 +197,15 @@ async fn items_and_payments_sqlite(
         })
         .collect();
     let payments: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT json_group_array(json_array({}) ORDER BY order_id, id) FROM payments WHERE {ids}",
-        super::payments::COLUMNS.replace(" AS refund_required", "")
+        "SELECT json_group_array({} ORDER BY order_id, id) FROM payments WHERE {ids}",
+        super::payments::SQLITE_JSON_OBJECT
     )))
     .bind(ids_json)
     .fetch_one(&mut *conn)
     .await?;
-    let payments = parse_rows::<PaymentValues>(&payments)?
+    let payments = parse_rows::<super::payments::PaymentJson>(&payments)?
         .into_iter()
-        .map(|row| {
-            let status = crate::domain::PaymentStatus::try_from(row.4)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            Ok(crate::domain::Payment {
-                id: row.0,
-                order_id: row.1,
-                amount_cents: row.2,
-                method: row.3,
-                status,
-                expires_at: row.5,
-                provider_ref: row.6,
-                refund_required: row.7 != 0,
-                refund_ref: row.8,
-                created_at: row.9,
-                updated_at: row.10,
-            })
-        })
+        .map(crate::domain::Payment::try_from)
         .collect::<Result<Vec<_>>>()?;
     Ok((items, payments))
 }

@@ -215,7 +215,8 @@ pub async fn insert_items(
 }
 
 /// The first history row and the first payment of each order (`order_id`, `actor`,
-/// `amount_cents`, `expires_at` rows); returns the payments.
+/// `amount_cents`, `expires_at`, `method`, `provider`, `merchant_ref`, `provider_ref`
+/// rows); returns the payments.
 pub async fn open_orders(
     conn: &mut Conn,
     dialect: Dialect,
@@ -229,6 +230,10 @@ pub async fn open_orders(
             ("actor", "text"),
             ("amount_cents", "bigint"),
             ("expires_at", "bigint"),
+            ("method", "text"),
+            ("provider", "text"),
+            ("merchant_ref", "text"),
+            ("provider_ref", "text"),
         ],
     );
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -240,8 +245,10 @@ pub async fn open_orders(
     .execute(&mut *conn)
     .await?;
     Ok(sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required, created_at, updated_at)
-         SELECT r.order_id, r.amount_cents, 'card', 'pending', r.expires_at, FALSE, $2, $2 FROM {rows}
+        "INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required,
+                               provider, merchant_ref, provider_ref, created_at, updated_at)
+         SELECT r.order_id, r.amount_cents, r.method, 'pending', r.expires_at, FALSE,
+                r.provider, r.merchant_ref, r.provider_ref, $2, $2 FROM {rows}
          RETURNING {}",
         super::payments::COLUMNS
     )))

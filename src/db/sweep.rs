@@ -6,7 +6,7 @@
 //! Parameters: `$1` cutoff, `$2` now.
 
 use super::{Conn, Dialect};
-use crate::domain::{Millis, MovementReason, Order, PaymentStatus, Product};
+use crate::domain::{Millis, MovementReason, Order, Payment, PaymentStatus, Product};
 use crate::error::Result;
 
 /// A payment that could still complete the order (`o`): succeeded, or open and unexpired.
@@ -38,6 +38,11 @@ const DUE_EACH: &str = concat!(
     live_payment!("TRUE"),
     " LIMIT 1), FALSE)"
 );
+
+/// No payment of the order (`o`) is open at a provider: the sweep may cancel it without
+/// asking. One whose payment is open there is asked about first ([`next_to_ask`]).
+const NOT_OPEN_AT_PROVIDER: &str = "NOT COALESCE((SELECT TRUE FROM payments p
+     WHERE p.order_id = o.id AND p.provider_open LIMIT 1), FALSE)";
 
 /// The sweep's actor and the reason it records.
 pub const ACTOR: &str = "system:expiry";
@@ -100,7 +105,8 @@ pub async fn oldest_due(conn: &mut Conn, cutoff: Millis, now: Millis) -> Result<
 /// The next `limit` due orders after `cursor`, oldest first, with their units. With
 /// `lock`, the rows are claimed for this transaction: on PostgreSQL rows another sweep (or
 /// a payment) holds are skipped, so concurrent sweeps take disjoint batches; on SQLite the
-/// transaction already holds the write lock.
+/// transaction already holds the write lock. A claim passes over orders with a payment open
+/// at a provider (those are asked about first); a listing shows every due order.
 pub async fn next_due(
     conn: &mut Conn,
     dialect: Dialect,
@@ -110,16 +116,19 @@ pub async fn next_due(
     limit: i64,
     lock: bool,
 ) -> Result<Vec<DueOrder>> {
-    let lock_clause = if lock {
-        dialect.for_update_skip_locked()
+    let (lock_clause, claimable) = if lock {
+        (
+            dialect.for_update_skip_locked(),
+            format!(" AND {NOT_OPEN_AT_PROVIDER}"),
+        )
     } else {
-        ""
+        ("", String::new())
     };
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.number, o.created_at,
                 CAST((SELECT SUM(i.quantity) FROM order_items i WHERE i.order_id = o.id) AS BIGINT) AS units
          FROM orders o
-         WHERE {DUE_EACH} AND (o.created_at, o.id) > ($3, $4)
+         WHERE {DUE_EACH}{claimable} AND (o.created_at, o.id) > ($3, $4)
          ORDER BY o.created_at, o.id LIMIT $5{lock_clause}"
     )))
     .bind(cutoff)
@@ -140,7 +149,7 @@ pub async fn lock_if_due(
     now: Millis,
 ) -> Result<bool> {
     let found: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT o.id FROM orders o WHERE o.id = $3 AND {DUE_EACH}{}",
+        "SELECT o.id FROM orders o WHERE o.id = $3 AND {DUE_EACH} AND {NOT_OPEN_AT_PROVIDER}{}",
         dialect.for_update()
     )))
     .bind(cutoff)
@@ -149,6 +158,55 @@ pub async fn lock_if_due(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(found.is_some())
+}
+
+/// The next `limit` due orders after `cursor` with a payment open at a provider, oldest
+/// first, and those payments: what the sweep asks the providers about before it cancels.
+/// Nothing is locked: the answers are written in short transactions of their own.
+pub async fn next_to_ask(
+    conn: &mut Conn,
+    dialect: Dialect,
+    cutoff: Millis,
+    now: Millis,
+    cursor: Cursor,
+    limit: i64,
+) -> Result<Vec<(DueOrder, Vec<Payment>)>> {
+    let orders: Vec<DueOrder> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id, o.number, o.created_at,
+                CAST((SELECT SUM(i.quantity) FROM order_items i WHERE i.order_id = o.id) AS BIGINT) AS units
+         FROM orders o
+         WHERE {DUE_EACH} AND NOT {NOT_OPEN_AT_PROVIDER} AND (o.created_at, o.id) > ($3, $4)
+         ORDER BY o.created_at, o.id LIMIT $5"
+    )))
+    .bind(cutoff)
+    .bind(now)
+    .bind(cursor.created_at)
+    .bind(cursor.id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let payments: Vec<Payment> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM payments WHERE provider_open AND {} ORDER BY id",
+        super::payments::COLUMNS,
+        dialect.in_ids("order_id", 1)
+    )))
+    .bind(ids_json(&orders))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut of: std::collections::HashMap<i64, Vec<Payment>> = Default::default();
+    for payment in payments {
+        of.entry(payment.order_id).or_default().push(payment);
+    }
+    Ok(orders
+        .into_iter()
+        .map(|order| {
+            let payments = of.remove(&order.id).unwrap_or_default();
+            (order, payments)
+        })
+        .collect())
 }
 
 pub fn ids_json(orders: &[DueOrder]) -> String {

@@ -25,11 +25,15 @@ pub struct RunRow {
     pub duration_ms: i64,
     pub stopped_reason: Option<String>,
     pub failures: String,
+    pub queried: i64,
+    pub found_paid: i64,
+    pub closed: i64,
+    pub deferred: i64,
 }
 
 const COLUMNS: &str = "id, trigger, actor, CAST(dry_run AS INTEGER) AS dry_run, timeout_minutes, \
      cutoff, state, started_at, heartbeat_at, finished_at, found, cancelled, would_cancel, skipped, \
-     errors, units_released, duration_ms, stopped_reason, failures";
+     errors, units_released, duration_ms, stopped_reason, failures, queried, found_paid, closed, deferred";
 
 pub async fn insert(
     conn: &mut Conn,
@@ -67,13 +71,18 @@ pub struct Progress<'a> {
     pub stopped_reason: Option<&'a str>,
     pub failures: &'a str,
     pub finished_at: Option<Millis>,
+    pub queried: i64,
+    pub found_paid: i64,
+    pub closed: i64,
+    pub deferred: i64,
 }
 
 pub async fn update(conn: &mut Conn, id: i64, p: &Progress<'_>, now: Millis) -> Result<()> {
     sqlx::query(
         "UPDATE sweep_runs SET state = $2, found = $3, cancelled = $4, would_cancel = $5, skipped = $6,
                 errors = $7, units_released = $8, duration_ms = $9, stopped_reason = $10,
-                failures = $11, finished_at = $12, heartbeat_at = $13
+                failures = $11, finished_at = $12, heartbeat_at = $13, queried = $14,
+                found_paid = $15, closed = $16, deferred = $17
          WHERE id = $1",
     )
     .bind(id)
@@ -89,6 +98,10 @@ pub async fn update(conn: &mut Conn, id: i64, p: &Progress<'_>, now: Millis) -> 
     .bind(p.failures)
     .bind(p.finished_at)
     .bind(now)
+    .bind(p.queried)
+    .bind(p.found_paid)
+    .bind(p.closed)
+    .bind(p.deferred)
     .execute(&mut *conn)
     .await?;
     Ok(())

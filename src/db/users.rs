@@ -167,3 +167,14 @@ pub async fn touch_tokens(
     .await?;
     Ok(())
 }
+
+/// The customer's stored WeChat openid, if any.
+pub async fn wechat_openid(conn: &mut Conn, id: i64) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT wechat_openid FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten(),
+    )
+}

@@ -260,6 +260,20 @@ pub struct Order {
     pub tracking_number: Option<String>,
 }
 
+impl Order {
+    /// The reference ordo gives a provider for the `nth` payment of this order (WeChat Pay
+    /// and Alipay `out_trade_no`, the Stripe Idempotency-Key): the order number's letters
+    /// and digits, `_`, `nth`, which both out_trade_no alphabets allow.
+    pub fn payment_reference(&self, nth: usize) -> String {
+        let number: String = self
+            .number
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        format!("{number}_{nth}")
+    }
+}
+
 /// An order with its items and payments, as `GET /orders/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderDetails {
@@ -313,6 +327,127 @@ impl TryFrom<String> for PaymentStatus {
     }
 }
 
+/// Who takes the money of a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentProvider {
+    /// ordo's own signed JSON webhook (`POST /payments/webhook`): tests, and shops with a
+    /// gateway of their own.
+    Manual,
+    /// WeChat Pay API v3, JSAPI (mini-programs and the WeChat browser).
+    Wechatpay,
+    /// Alipay, `alipay.trade.precreate` (a QR code to scan).
+    Alipay,
+    /// Stripe PaymentIntents.
+    Stripe,
+}
+
+impl PaymentProvider {
+    pub const ALL: [PaymentProvider; 4] = [
+        PaymentProvider::Manual,
+        PaymentProvider::Wechatpay,
+        PaymentProvider::Alipay,
+        PaymentProvider::Stripe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentProvider::Manual => "manual",
+            PaymentProvider::Wechatpay => "wechatpay",
+            PaymentProvider::Alipay => "alipay",
+            PaymentProvider::Stripe => "stripe",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PaymentProvider> {
+        PaymentProvider::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The payment method recorded on its payments.
+    pub fn method(self) -> &'static str {
+        match self {
+            PaymentProvider::Manual | PaymentProvider::Stripe => "card",
+            PaymentProvider::Wechatpay => "wechatpay_jsapi",
+            PaymentProvider::Alipay => "alipay_qr",
+        }
+    }
+
+    /// Whether it takes money in `currency` (WeChat Pay and Alipay take CNY only).
+    pub fn takes_currency(self, currency: &str) -> bool {
+        match self {
+            PaymentProvider::Wechatpay | PaymentProvider::Alipay => currency == "CNY",
+            PaymentProvider::Manual | PaymentProvider::Stripe => true,
+        }
+    }
+
+    /// Whether the provider knows a payment by the reference ordo gives it (WeChat Pay's
+    /// and Alipay's out_trade_no) rather than by an id of its own (a Stripe PaymentIntent).
+    pub fn ref_is_merchant_ref(self) -> bool {
+        matches!(self, PaymentProvider::Wechatpay | PaymentProvider::Alipay)
+    }
+}
+
+impl fmt::Display for PaymentProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for PaymentProvider {
+    type Error = crate::domain::lifecycle::UnknownStatus;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        PaymentProvider::parse(&value).ok_or(crate::domain::lifecycle::UnknownStatus(value))
+    }
+}
+
+/// Where a refund through the provider stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// To be sent to the provider (or sent, with no answer yet).
+    Requested,
+    /// The provider took it and has not confirmed it yet.
+    Processing,
+    Succeeded,
+    /// The provider said no (`refund_error` says why); it can be tried again.
+    Refused,
+}
+
+impl RefundState {
+    pub const ALL: [RefundState; 4] = [
+        RefundState::Requested,
+        RefundState::Processing,
+        RefundState::Succeeded,
+        RefundState::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Requested => "requested",
+            RefundState::Processing => "processing",
+            RefundState::Succeeded => "succeeded",
+            RefundState::Refused => "refused",
+        }
+    }
+
+    /// Sent or to be sent, not yet confirmed either way.
+    pub fn under_way(self) -> bool {
+        matches!(self, RefundState::Requested | RefundState::Processing)
+    }
+}
+
+impl TryFrom<String> for RefundState {
+    type Error = crate::domain::lifecycle::UnknownStatus;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        RefundState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or(crate::domain::lifecycle::UnknownStatus(value))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Payment {
     pub id: i64,
@@ -324,17 +459,82 @@ pub struct Payment {
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Millis,
+    /// Who takes the money.
+    #[sqlx(try_from = "String")]
+    pub provider: PaymentProvider,
+    /// The provider's reference of this payment: WeChat Pay and Alipay `out_trade_no`, the
+    /// Stripe PaymentIntent id (`manual`: the event id of the success).
     pub provider_ref: Option<String>,
+    /// The provider's own id of the money taken: WeChat `transaction_id`, Alipay `trade_no`,
+    /// the Stripe charge.
+    pub provider_txn_id: Option<String>,
+    /// What the provider last said of it (its own words, such as `NOTPAY` or `TRADE_SUCCESS`).
+    pub provider_state: Option<String>,
+    /// A transaction exists at the provider that is not known to be final: the sweep asks
+    /// the provider before it cancels the order.
+    #[sqlx(try_from = "crate::db::DbFlag")]
+    pub provider_open: bool,
+    /// When ordo last asked the provider about it.
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub provider_checked_at: Option<Millis>,
+    /// The last failure talking to the provider about it (open, query, close).
+    pub provider_error: Option<String>,
     #[sqlx(try_from = "crate::db::DbFlag")]
     pub refund_required: bool,
-    /// The provider's reference of the refund of a late payment, once staff settled it.
+    /// A refund through the provider: requested, processing, succeeded or refused.
+    #[schema(value_type = Option<RefundState>)]
+    pub refund_state: Option<String>,
+    /// The refund's reference at the provider (WeChat and Stripe refund id, Alipay
+    /// out_request_no), or what staff gave when they settled a late payment by hand.
     pub refund_ref: Option<String>,
+    /// Why the provider refused the refund, or why it could not be sent.
+    pub refund_error: Option<String>,
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
+    /// The reference ordo gave the provider (out_trade_no; for Stripe the Idempotency-Key).
+    #[serde(skip)]
+    pub merchant_ref: Option<String>,
+    /// The refund's out_refund_no / out_request_no / Idempotency-Key.
+    #[serde(skip)]
+    pub out_refund_no: Option<String>,
+    /// What the customer's front end needs to pay (JSON): only in the owner's
+    /// `POST /orders/{id}/payments` answer.
+    #[serde(skip)]
+    pub provider_client: Option<String>,
+    /// The WeChat payer (JSAPI).
+    #[serde(skip)]
+    pub payer_openid: Option<String>,
+    #[serde(skip)]
+    pub refund_attempts: i64,
+}
+
+impl Payment {
+    /// Where its refund through the provider stands, if one was asked for.
+    pub fn refund(&self) -> Option<RefundState> {
+        self.refund_state
+            .clone()
+            .and_then(|s| RefundState::try_from(s).ok())
+    }
+
+    /// The number of its `attempt`th refund through its provider: WeChat Pay's
+    /// out_refund_no, Alipay's out_request_no, Stripe's Idempotency-Key.
+    pub fn refund_number(&self, attempt: i64) -> String {
+        let base = self
+            .merchant_ref
+            .clone()
+            .unwrap_or_else(|| format!("P{}", self.id));
+        format!("{base}R{attempt}")
+    }
+
+    /// Open (pending) and not past its expiry at `now`.
+    pub fn is_open_at(&self, now: Millis) -> bool {
+        self.status == PaymentStatus::Pending && self.expires_at > now
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]

@@ -25,6 +25,7 @@ pub enum ProblemCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited,
+    ProviderError,
     Unavailable,
     Internal,
 }
@@ -177,6 +178,9 @@ impl From<Error> for ApiError {
                 err.to_string(),
             ),
             Error::Validation { field, message } => ApiError::validation(&field, message),
+            Error::Provider(detail) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", detail)
+            }
             Error::Unavailable(_) => unavailable(&err),
             Error::Database(ref db) if crate::db::is_unavailable(db) => unavailable(&err),
             Error::Config(_) | Error::Database(_) | Error::Migrate(_) => {

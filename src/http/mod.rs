@@ -32,7 +32,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use payments::sign as sign_webhook;
+pub use crate::payments::manual::sign as sign_webhook;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;

@@ -4,10 +4,10 @@ use super::error::{ApiError, Problem};
 use super::extract::{Caller, Id, Json, Query, RawBody, Staff};
 use super::{AppState, PageParams, next_cursor};
 use crate::domain::{
-    HistoryEntry, NewOrder, Order, OrderDetails, OrderLine, OrderStatus, Payment, UserRole,
-    parse_rfc3339,
+    HistoryEntry, NewOrder, Order, OrderDetails, OrderLine, OrderStatus, UserRole, parse_rfc3339,
 };
 use crate::orders::{OrderFilter, PlacedOrder, TransitionInput};
+use crate::payments::{OpenPayment, OpenedPayment};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -340,14 +340,28 @@ async fn reject_refund(
 }
 
 /// The order's open payment, or a new one if the last expired or failed (owner, pending
-/// orders within their unpaid timeout).
+/// orders within their unpaid timeout), opened at the asked provider (or the shop's
+/// default): the answer's `client` is what the front end needs to pay. A payment open at
+/// another provider is closed there first. If the provider cannot be reached or refuses,
+/// the order stands and the answer (502 `provider_error`) says why; calling again tries
+/// again.
 #[utoipa::path(post, path = "/orders/{id}/payments", tag = "payments",
-    params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Payment), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+    params(("id" = i64, Path)), request_body = Option<OpenPayment>, security(("bearer" = [])),
+    responses((status = 200, body = OpenedPayment), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json",
+            description = "The payment provider did not open the payment (unreachable, an error, an answer that does not verify): the order stands; try again")))]
 async fn open_payment(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-) -> Result<Json<Payment>, ApiError> {
-    Ok(Json(state.ordo.open_payment(caller.actor(), id).await?))
+    body: RawBody,
+) -> Result<Json<OpenedPayment>, ApiError> {
+    state.ordo.authorize_payment(caller.actor(), id).await?;
+    let request: OpenPayment = body.parse_optional()?.unwrap_or_default();
+    Ok(Json(
+        state
+            .ordo
+            .open_payment(caller.actor(), id, &request)
+            .await?,
+    ))
 }

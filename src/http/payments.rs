@@ -3,26 +3,29 @@
 use super::error::{ApiError, Problem};
 use super::extract::{Id, Json, Query, RawBody, Staff, parse_json};
 use super::{AppState, PageParams, next_cursor};
+use crate::domain::PaymentProvider;
 use crate::domain::{Payment, ProviderEvent};
-use crate::payments::EventOutcome;
+use crate::payments::provider::Acknowledgement;
+use crate::payments::{AskOutcome, EventOutcome, manual};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use hmac::{KeyInit, Mac};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The header carrying the hex HMAC-SHA256 of the raw body.
-pub const SIGNATURE_HEADER: &str = "x-ordo-signature";
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(webhook))
+        .routes(routes!(wechatpay_notify))
+        .routes(routes!(alipay_notify))
+        .routes(routes!(stripe_webhook))
         .routes(routes!(payments_to_refund))
         .routes(routes!(settle_refund))
+        .routes(routes!(refund_payment))
+        .routes(routes!(ask_provider))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,25 +74,6 @@ pub struct RefundSettled {
     pub provider_ref: String,
 }
 
-/// The hex HMAC-SHA256 of `body` under `secret`, as the provider sends it.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// Checks the signature in constant time.
-fn verify(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
-    let Ok(signature) = hex::decode(signature_hex.trim()) else {
-        return false;
-    };
-    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.verify_slice(&signature).is_ok()
-}
-
 /// The payment provider reports a result. The body is signed: `X-Ordo-Signature` is the
 /// hex HMAC-SHA256 of the raw body with the webhook secret. Each event id is applied at most
 /// once; a replay answers 200 with outcome `replayed`.
@@ -110,10 +94,10 @@ async fn webhook(
         ));
     };
     let signature = headers
-        .get(SIGNATURE_HEADER)
+        .get(manual::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::unauthorized("missing X-Ordo-Signature"))?;
-    if !verify(secret, &body, signature) {
+    if !manual::verify(secret, &body, signature) {
         return Err(ApiError::unauthorized("bad signature"));
     }
     let event: ProviderEvent = parse_json(&body)?;
@@ -172,17 +156,145 @@ async fn settle_refund(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signatures() {
-        let sig = sign(b"secret", b"{}");
-        assert!(verify(b"secret", b"{}", &sig));
-        assert!(!verify(b"secret", b"{ }", &sig));
-        assert!(!verify(b"other", b"{}", &sig));
-        assert!(!verify(b"secret", b"{}", "zz"));
-        assert!(!verify(b"secret", b"{}", ""));
+/// A provider's notification, answered in its own convention.
+fn acknowledgement(ack: Acknowledgement) -> Response {
+    let status = StatusCode::from_u16(ack.status).unwrap_or(StatusCode::BAD_REQUEST);
+    if status == StatusCode::NO_CONTENT {
+        return status.into_response();
     }
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, ack.content_type)],
+        ack.body,
+    )
+        .into_response()
+}
+
+/// WeChat Pay's answer to a refused notification, which makes it send it again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WechatPayFail {
+    /// `FAIL`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Stripe's answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StripeAnswer {
+    pub received: Option<bool>,
+    pub error: Option<String>,
+}
+
+/// WeChat Pay v3 reports a payment or a refund (`TRANSACTION.SUCCESS`, `REFUND.SUCCESS`,
+/// `REFUND.ABNORMAL`, `REFUND.CLOSED`). Checked before anything is read: `Wechatpay-Serial`
+/// names the WeChat Pay public key, `Wechatpay-Timestamp` is within 5 minutes, and
+/// `Wechatpay-Signature` verifies over `"{timestamp}\n{nonce}\n{body}\n"`; then the
+/// resource is decrypted (AEAD_AES_256_GCM with the APIv3 key), and the merchant, app,
+/// amount and currency must be the payment's. Applied at most once per notification id.
+/// Answers 204, or 4xx/5xx with `{"code": "FAIL", "message": …}` so that WeChat Pay sends
+/// it again.
+#[utoipa::path(post, path = "/payments/wechatpay/notify", tag = "payments",
+    request_body(content = Object, content_type = "application/json"),
+    params(
+        ("Wechatpay-Serial" = String, Header, description = "PUB_KEY_ID_… of the key that signed"),
+        ("Wechatpay-Timestamp" = String, Header, description = "unix seconds"),
+        ("Wechatpay-Nonce" = String, Header),
+        ("Wechatpay-Signature" = String, Header, description = "base64 RSA-SHA256")),
+    responses((status = 204, description = "Taken"),
+        (status = "4XX", body = WechatPayFail, description = "Refused; nothing changed"),
+        (status = 503, body = WechatPayFail, description = "Not now; WeChat Pay sends it again")))]
+async fn wechatpay_notify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    acknowledgement(
+        state
+            .ordo
+            .take_notification(PaymentProvider::Wechatpay, &headers, &body)
+            .await,
+    )
+}
+
+/// Alipay reports a trade (`TRADE_SUCCESS`, `TRADE_FINISHED`) or a refund: a form post
+/// signed RSA2 over its sorted parameters (without `sign` and `sign_type`), checked with
+/// Alipay's public key before anything is read; the app id, amount and trade must be the
+/// payment's. Applied at most once per trade and status. Answers the text `success`;
+/// anything else (`fail`) makes Alipay send it again.
+#[utoipa::path(post, path = "/payments/alipay/notify", tag = "payments",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = String, content_type = "text/plain", description = "`success`"),
+        (status = "4XX", body = String, content_type = "text/plain", description = "`fail`: refused; nothing changed"),
+        (status = 503, body = String, content_type = "text/plain", description = "`fail`: not now; Alipay sends it again")))]
+async fn alipay_notify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    acknowledgement(
+        state
+            .ordo
+            .take_notification(PaymentProvider::Alipay, &headers, &body)
+            .await,
+    )
+}
+
+/// Stripe reports an event (`payment_intent.succeeded`, `payment_intent.payment_failed`,
+/// `charge.refunded`, `refund.updated`, `refund.failed`). `Stripe-Signature` (`t=…,v1=…`,
+/// HMAC-SHA256 of `"{t}.{body}"` with the `whsec_…` secret, within 5 minutes) is checked
+/// before anything is read; amount and currency must be the payment's. Applied at most
+/// once per event id.
+#[utoipa::path(post, path = "/payments/stripe/webhook", tag = "payments",
+    request_body(content = Object, content_type = "application/json"),
+    params(("Stripe-Signature" = String, Header, description = "t=…,v1=…")),
+    responses((status = 200, body = StripeAnswer, description = "Taken"),
+        (status = "4XX", body = StripeAnswer, description = "Refused; nothing changed"),
+        (status = 503, body = StripeAnswer, description = "Not now; Stripe sends it again")))]
+async fn stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    acknowledgement(
+        state
+            .ordo
+            .take_notification(PaymentProvider::Stripe, &headers, &body)
+            .await,
+    )
+}
+
+/// What staff asking a provider found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Asked {
+    #[serde(flatten)]
+    pub outcome: AskOutcome,
+    pub payment: Payment,
+}
+
+/// Ask a payment's provider about it now (staff; audited). Paid: the payment succeeds
+/// and its order is paid (or, if the order no longer waits, the money is flagged for
+/// refund); closed or open: recorded; no answer: `deferred` with the reason, nothing changed.
+#[utoipa::path(post, path = "/payments/{id}/ask-provider", tag = "payments",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Asked), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn ask_provider(
+    State(state): State<AppState>,
+    staff: Staff,
+    Id(id): Id,
+) -> Result<Json<Asked>, ApiError> {
+    let outcome = state.ordo.ask_provider_now(staff.actor(), id).await?;
+    let payment = state.ordo.payment(staff.actor(), id).await?;
+    Ok(Json(Asked { outcome, payment }))
+}
+
+/// Refund a late payment through its provider (staff; again after a refusal). The
+/// payment's `refund_state` says where it stands; `manual` payments are settled with
+/// `refund-settled` instead.
+#[utoipa::path(post, path = "/payments/{id}/refund", tag = "payments",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn refund_payment(
+    State(state): State<AppState>,
+    staff: Staff,
+    Id(id): Id,
+) -> Result<Json<Payment>, ApiError> {
+    Ok(Json(
+        state.ordo.refund_late_payment(staff.actor(), id).await?,
+    ))
 }
