@@ -52,12 +52,14 @@ pub fn router() -> Router<AppState> {
         .route("/console/orders.csv", get(orders::csv))
         .route("/console/orders/{id}", get(orders::detail))
         .route("/console/orders/{id}/{action}", post(orders::act))
+        .route("/console/payments/{id}/ask", post(orders::ask_provider))
         .route("/console/expiring", get(expiring::page))
         .route("/console/expiring/rows", get(expiring::rows))
         .route("/console/sweep", get(sweep::page))
         .route("/console/sweep/run", post(sweep::run))
         .route("/console/late-payments", get(payments::page))
         .route("/console/late-payments/{id}/settle", post(payments::settle))
+        .route("/console/late-payments/{id}/refund", post(payments::refund))
         .route("/console/products", get(products::list))
         .route("/console/products/{id}", get(products::detail))
         .route("/console/products/{id}/adjust", post(products::adjust))
@@ -377,6 +379,7 @@ pub fn error_text(lang: Lang, err: &Error) -> String {
             t.err_insufficient_stock,
             &[("available", &lang.number(*available))],
         ),
+        Error::Provider(message) => fill(t.err_provider, &[("message", message.as_str())]),
         other if other.is_unavailable() => t.err_unavailable.to_owned(),
         other => {
             tracing::error!(error = %other, "console request failed");
@@ -397,6 +400,7 @@ pub fn error_status(err: &Error) -> StatusCode {
         | Error::IdempotencyKeyReused
         | Error::TooManyPendingOrders { .. } => StatusCode::CONFLICT,
         Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Provider(_) => StatusCode::BAD_GATEWAY,
         other if other.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -463,6 +467,26 @@ pub fn render_with(status: StatusCode, page: &impl Template) -> Response {
 }
 
 /// The label of an order status.
+pub fn provider_label(t: &'static Texts, provider: crate::domain::PaymentProvider) -> &'static str {
+    use crate::domain::PaymentProvider::*;
+    match provider {
+        Manual => t.provider_manual,
+        Wechatpay => t.provider_wechatpay,
+        Alipay => t.provider_alipay,
+        Stripe => t.provider_stripe,
+    }
+}
+
+pub fn refund_label(t: &'static Texts, state: crate::domain::RefundState) -> &'static str {
+    use crate::domain::RefundState::*;
+    match state {
+        Requested => t.refund_requested,
+        Processing => t.refund_processing,
+        Succeeded => t.refund_succeeded,
+        Refused => t.refund_refused,
+    }
+}
+
 pub fn status_label(t: &'static Texts, status: crate::domain::OrderStatus) -> &'static str {
     use crate::domain::OrderStatus::*;
     match status {

@@ -353,8 +353,17 @@ struct PaymentView {
     amount: String,
     status: &'static str,
     expires: String,
+    provider: &'static str,
     provider_ref: String,
+    /// What the provider last said, and whether its transaction is still open there.
+    at_provider: String,
+    provider_open: bool,
+    provider_error: Option<String>,
+    last_asked: String,
+    refund: Option<String>,
     refund_required: bool,
+    /// Staff may ask its provider now.
+    askable: bool,
 }
 
 struct TimelineView {
@@ -461,7 +470,7 @@ pub async fn detail(
     Path(id): Path<i64>,
     axum::extract::Query(query): axum::extract::Query<DoneQuery>,
 ) -> PageResult {
-    detail_page(&console, id, query.done.is_some(), None).await
+    detail_page(&console, id, query.done.is_some(), None, None).await
 }
 
 async fn detail_page(
@@ -469,6 +478,7 @@ async fn detail_page(
     id: i64,
     moved: bool,
     error: Option<(StatusCode, String)>,
+    notice: Option<String>,
 ) -> PageResult {
     let t = console.t();
     let lang = console.lang;
@@ -508,8 +518,27 @@ async fn detail_page(
             amount: lang.money(p.amount_cents, &order.currency),
             status: payment_label(t, p.status),
             expires: lang.datetime(p.expires_at),
+            provider: super::provider_label(t, p.provider),
             provider_ref: p.provider_ref.clone().unwrap_or_default(),
+            at_provider: p.provider_state.clone().unwrap_or_default(),
+            provider_open: p.provider_open,
+            provider_error: p.provider_error.clone(),
+            last_asked: p
+                .provider_checked_at
+                .map(|at| lang.datetime(at))
+                .unwrap_or_default(),
+            refund: p.refund().map(|state| {
+                let label = super::refund_label(t, state);
+                match &p.refund_error {
+                    Some(error) if state == crate::domain::RefundState::Refused => {
+                        format!("{label}: {error}")
+                    }
+                    _ => label.to_owned(),
+                }
+            }),
             refund_required: p.refund_required,
+            askable: p.provider != crate::domain::PaymentProvider::Manual
+                && p.provider_ref.is_some(),
         })
         .collect();
     let timeline = timeline
@@ -571,6 +600,9 @@ async fn detail_page(
             t.moved_notice,
             &[("status", status_label(t, order.status))],
         ));
+    }
+    if notice.is_some() {
+        c.notice = notice;
     }
     let status = c.refused(error);
     let page = DetailPage {
@@ -654,7 +686,48 @@ pub async fn act(
         Err(err) => {
             let status = error_status(&err);
             let message = console.error_text(&err);
-            detail_page(&console, id, false, Some((status, message))).await
+            detail_page(&console, id, false, Some((status, message)), None).await
+        }
+    }
+}
+
+/// Staff ask a payment's provider now (audited), from its order's page.
+pub async fn ask_provider(console: Console, Path(payment_id): Path<i64>) -> PageResult {
+    use crate::payments::AskOutcome;
+    let t = console.t();
+    let actor = console.actor();
+    let payment = console
+        .ordo
+        .payment(actor, payment_id)
+        .await
+        .map_err(|e| console.fail(e))?;
+    let provider = super::provider_label(t, payment.provider);
+    let id = payment_id.to_string();
+    match console.ordo.ask_provider_now(actor, payment_id).await {
+        Ok(outcome) => {
+            let notice = match &outcome {
+                AskOutcome::Paid => fill(t.asked_paid, &[("provider", provider), ("id", &id)]),
+                AskOutcome::Closed => fill(t.asked_closed, &[("provider", provider), ("id", &id)]),
+                AskOutcome::Open => fill(t.asked_open, &[("provider", provider), ("id", &id)]),
+                AskOutcome::Deferred(reason) => fill(
+                    t.asked_deferred,
+                    &[("provider", provider), ("id", &id), ("reason", reason)],
+                ),
+            };
+            detail_page(&console, payment.order_id, false, None, Some(notice)).await
+        }
+        Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
+        Err(err) => {
+            let status = error_status(&err);
+            let message = console.error_text(&err);
+            detail_page(
+                &console,
+                payment.order_id,
+                false,
+                Some((status, message)),
+                None,
+            )
+            .await
         }
     }
 }

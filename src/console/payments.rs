@@ -19,6 +19,13 @@ struct Row {
     amount: String,
     paid: String,
     provider_ref: String,
+    provider: &'static str,
+    /// Manual payments are settled by hand; the others refund through their provider.
+    manual: bool,
+    refund: Option<String>,
+    /// Whether staff may (re)send its refund to the provider now.
+    refundable: bool,
+    refund_button: String,
 }
 
 #[derive(Template)]
@@ -68,6 +75,21 @@ async fn show(
             amount: lang.money(p.amount_cents, &order.order.currency),
             paid: lang.datetime(p.updated_at),
             provider_ref: p.provider_ref.clone().unwrap_or_default(),
+            provider: super::provider_label(console.t(), p.provider),
+            manual: p.provider == crate::domain::PaymentProvider::Manual,
+            refund: p.refund().map(|state| {
+                let label = super::refund_label(console.t(), state);
+                match &p.refund_error {
+                    Some(error) => format!("{label}: {error}"),
+                    None => label.to_owned(),
+                }
+            }),
+            refundable: p.provider != crate::domain::PaymentProvider::Manual
+                && !p.refund().is_some_and(|r| r.under_way()),
+            refund_button: fill(
+                console.t().refund_through,
+                &[("provider", super::provider_label(console.t(), p.provider))],
+            ),
         });
     }
     let mut c = console.chrome(Nav::LatePayments);
@@ -80,6 +102,32 @@ async fn show(
 #[derive(serde::Deserialize)]
 pub struct SettleForm {
     refund_reference: Option<String>,
+}
+
+/// Sends a late payment's refund to its provider (again).
+pub async fn refund(console: Console, Path(id): Path<i64>) -> PageResult {
+    match console.ordo.refund_late_payment(console.actor(), id).await {
+        Ok(payment) => {
+            let t = console.t();
+            let state = payment
+                .refund()
+                .map(|s| super::refund_label(t, s))
+                .unwrap_or_default();
+            let notice = fill(
+                t.refund_sent_notice,
+                &[
+                    ("id", &id.to_string()),
+                    ("provider", super::provider_label(t, payment.provider)),
+                    ("state", state),
+                ],
+            );
+            show(&console, None, Some(notice), None).await
+        }
+        Err(err) => {
+            let error = (error_status(&err), console.error_text(&err));
+            show(&console, None, None, Some(error)).await
+        }
+    }
 }
 
 pub async fn settle(

@@ -38,6 +38,10 @@ struct RunRow {
     cancelled: String,
     units: String,
     duration: String,
+    queried: String,
+    found_paid: String,
+    closed: String,
+    deferred: String,
 }
 
 #[derive(Template)]
@@ -143,6 +147,10 @@ async fn show(
                 cancelled: lang.number(r.cancelled),
                 units: lang.number(r.units_released),
                 duration: format!("{} ms", lang.number(r.duration_ms)),
+                queried: lang.number(r.queried),
+                found_paid: lang.number(r.found_paid),
+                closed: lang.number(r.closed),
+                deferred: lang.number(r.deferred),
             })
             .collect(),
     };
