@@ -2,6 +2,9 @@
 
 mod helpers;
 
+#[path = "../doubles/mod.rs"]
+mod doubles;
+
 mod api;
 mod broker;
 mod check;
@@ -16,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod payments;
 mod placement;
+mod providers;
 mod races;
 mod receiver;
 mod security;

@@ -30,9 +30,13 @@ async fn open_payment_returns_the_open_one_or_a_new_one(backend: Backend) {
     let p = shop.product(5, 300).await;
     let placed = shop.order(&[(p.id, 1)]).await;
     let id = placed.order.order.id;
-    let same = shop.ordo.open_payment(shop.owner(), id).await.unwrap();
+    let same = shop
+        .ordo
+        .open_payment(shop.owner(), id, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(
-        same.id, placed.payment.id,
+        same.payment.id, placed.payment.id,
         "the open, unexpired payment comes back"
     );
 
@@ -47,9 +51,12 @@ async fn open_payment_returns_the_open_one_or_a_new_one(backend: Backend) {
         shop.ordo.clock.clone(),
     );
     shop.ordo.clock.set(T0 + 31 * MINUTE);
-    let fresh = shop_ordo.open_payment(shop.owner(), id).await.unwrap();
-    assert_ne!(fresh.id, placed.payment.id);
-    assert_eq!(fresh.expires_at, T0 + 51 * MINUTE);
+    let fresh = shop_ordo
+        .open_payment(shop.owner(), id, &Default::default())
+        .await
+        .unwrap();
+    assert_ne!(fresh.payment.id, placed.payment.id);
+    assert_eq!(fresh.payment.expires_at, T0 + 51 * MINUTE);
     let payments = shop.ordo.order(shop.owner(), id).await.unwrap().payments;
     assert_eq!(payments[0].status, PaymentStatus::Expired);
     assert_eq!(payments[1].status, PaymentStatus::Pending);
@@ -57,11 +64,15 @@ async fn open_payment_returns_the_open_one_or_a_new_one(backend: Backend) {
     // Only the owner opens payments.
     let stranger = shop.another_customer().await.actor();
     assert!(matches!(
-        shop_ordo.open_payment(stranger, id).await,
+        shop_ordo
+            .open_payment(stranger, id, &Default::default())
+            .await,
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        shop_ordo.open_payment(shop.staff(), id).await,
+        shop_ordo
+            .open_payment(shop.staff(), id, &Default::default())
+            .await,
         Err(Error::Forbidden { .. })
     ));
     shop.assert_check_clean().await;
@@ -75,7 +86,9 @@ async fn payments_are_not_reopened_past_the_unpaid_timeout(backend: Backend) {
     shop.ordo.clock.set(T0 + 30 * MINUTE);
     let before = shop.snapshot().await;
     assert!(matches!(
-        shop.ordo.open_payment(shop.owner(), id).await,
+        shop.ordo
+            .open_payment(shop.owner(), id, &Default::default())
+            .await,
         Err(Error::Conflict(_))
     ));
     assert_eq!(shop.snapshot().await, before);
@@ -85,7 +98,7 @@ async fn payments_are_not_reopened_past_the_unpaid_timeout(backend: Backend) {
     shop.pay(&other).await;
     assert!(matches!(
         shop.ordo
-            .open_payment(shop.owner(), other.order.order.id)
+            .open_payment(shop.owner(), other.order.order.id, &Default::default())
             .await,
         Err(Error::Conflict(_))
     ));
