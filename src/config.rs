@@ -70,17 +70,23 @@ pub struct Settings {
     /// Refund late payments (a success after the order was cancelled) through their provider
     /// by itself.
     pub auto_refund_late_payments: bool,
+    #[serde(default, deserialize_with = "text_or_number")]
     pub wechatpay_mchid: Option<String>,
+    #[serde(default, deserialize_with = "text_or_number")]
     pub wechatpay_appid: Option<String>,
     /// Serial number of the merchant API certificate (signs requests).
+    #[serde(default, deserialize_with = "text_or_number")]
     pub wechatpay_serial_no: Option<String>,
     pub wechatpay_private_key_path: Option<String>,
     /// The APIv3 key (32 bytes) that decrypts notifications.
+    #[serde(default, deserialize_with = "text_or_number")]
     pub wechatpay_api_v3_key: Option<String>,
     pub wechatpay_public_key_path: Option<String>,
     /// `PUB_KEY_ID_…`: the serial WeChat Pay signs its answers and notifications with.
+    #[serde(default, deserialize_with = "text_or_number")]
     pub wechatpay_public_key_id: Option<String>,
     pub wechatpay_base_url: String,
+    #[serde(default, deserialize_with = "text_or_number")]
     pub alipay_app_id: Option<String>,
     pub alipay_private_key_path: Option<String>,
     pub alipay_public_key_path: Option<String>,
@@ -91,6 +97,20 @@ pub struct Settings {
 }
 
 pub use crate::domain::PaymentProvider;
+
+/// An identifier that a TOML file may write as a number (`wechatpay_mchid = 1900000109`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::Text(s) => s,
+        Text::Number(n) => n.to_string(),
+    }))
+}
 
 /// Shows a secret as set or not, never its value.
 fn secret(value: &Option<String>) -> Option<&'static str> {
@@ -228,17 +248,14 @@ impl Default for Settings {
     }
 }
 
-/// The environment variables ordo reads, besides `ORDO_CONFIG`.
+/// The environment variables ordo reads whose values are numbers, flags or names, besides
+/// `ORDO_CONFIG`.
 const KEYS: &[&str] = &[
-    "database_url",
-    "listen",
-    "webhook_secret",
     "payment_ttl_minutes",
     "unpaid_timeout_minutes",
     "sweep_interval_seconds",
     "sweep_batch_size",
     "max_connections",
-    "log",
     "log_format",
     "max_pending_orders_per_customer",
     "max_units_per_order",
@@ -248,13 +265,22 @@ const KEYS: &[&str] = &[
     "events",
     "webhook_timeout_seconds",
     "webhook_allow_private",
-    "events_amqp_url",
-    "public_url",
     "default_payment_provider",
     "provider_concurrency",
     "provider_timeout_seconds",
     "reconcile_after_minutes",
     "auto_refund_late_payments",
+];
+
+/// The environment variables whose values are text, taken exactly as written: a merchant
+/// id or a key of digits stays text, leading zeros and all.
+const TEXT_KEYS: &[&str] = &[
+    "database_url",
+    "listen",
+    "webhook_secret",
+    "log",
+    "events_amqp_url",
+    "public_url",
     "wechatpay_mchid",
     "wechatpay_appid",
     "wechatpay_serial_no",
@@ -289,6 +315,11 @@ impl Settings {
             None => figment = figment.merge(Toml::file("ordo.toml")),
         }
         figment = figment.merge(Env::prefixed("ORDO_").only(KEYS));
+        for key in TEXT_KEYS {
+            if let Ok(value) = std::env::var(format!("ORDO_{}", key.to_ascii_uppercase())) {
+                figment = figment.merge(Serialized::default(key, value));
+            }
+        }
         let settings: Settings = figment
             .extract()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -412,6 +443,28 @@ mod tests {
             assert_eq!(s.payment_ttl_minutes, 5);
             assert_eq!(s.unpaid_timeout_minutes, 0);
             assert_eq!(s.log_format, LogFormat::Json);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ids_and_keys_stay_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("ordo.toml", "wechatpay_mchid = 1900000109")?;
+            jail.set_env("ORDO_WECHATPAY_APPID", "0123456789");
+            jail.set_env(
+                "ORDO_WECHATPAY_API_V3_KEY",
+                "01234567890123456789012345678901",
+            );
+            jail.set_env("ORDO_WEBHOOK_SECRET", "007");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.wechatpay_mchid.as_deref(), Some("1900000109"));
+            assert_eq!(s.wechatpay_appid.as_deref(), Some("0123456789"));
+            assert_eq!(
+                s.wechatpay_api_v3_key.as_deref(),
+                Some("01234567890123456789012345678901")
+            );
+            assert_eq!(s.webhook_secret.as_deref(), Some("007"));
             Ok(())
         });
     }

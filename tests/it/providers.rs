@@ -38,6 +38,7 @@ on_both_databases!(
     wechatpay_and_alipay_take_cny_only,
     a_failed_open_leaves_the_order_standing,
     another_provider_or_a_cancel_closes_the_open_one_first,
+    sweeps_killed_again_and_again_never_cancel_a_paid_order,
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub struct Rig {
     pub alipay: AlipayDouble,
     pub stripe: StripeDouble,
     pub base: String,
-    _keys: tempfile::TempDir,
+    pub keys: tempfile::TempDir,
 }
 
 /// Settings with the doubles' (key, value) pairs applied, as `ordo.toml` would.
@@ -109,7 +110,7 @@ impl Rig {
             alipay,
             stripe,
             base,
-            _keys: keys,
+            keys,
         }
     }
 
@@ -1248,4 +1249,221 @@ async fn another_provider_or_a_cancel_closes_the_open_one_first(backend: Backend
     assert!(matches!(found, ordo::Error::Conflict(_)), "{found:?}");
     assert_eq!(rig.shop.status(id).await, OrderStatus::Paid);
     rig.shop.assert_check_clean().await;
+}
+
+/// `ordo cancel-unpaid-orders` (the binary, as cron runs it) asks WeChat Pay about 400
+/// overdue orders, closing the unpaid ones, and is SIGKILLed again and again, while the
+/// double pays orders at random moments (their notifications lost). Then a run to the end.
+/// Whatever the interleaving: an order WeChat Pay says is paid is paid in ordo, or cancelled
+/// with its money flagged and a refund under way; an order whose transaction was closed is
+/// cancelled; no order is both paid and cancelled; `ordo check` is clean.
+async fn sweeps_killed_again_and_again_never_cancel_a_paid_order(backend: Backend) {
+    use rand::Rng;
+    use std::process::{Command, Stdio};
+    const ORDERS: usize = 400;
+    let rig = Rig::new(backend).await;
+    let clock = rig.shop.ordo.clock.clone();
+    let real_now = || chrono::Utc::now().timestamp_millis();
+    clock.set(real_now() - 40 * MINUTE);
+    let product = rig
+        .shop
+        .ordo
+        .create_product(
+            rig.shop.staff(),
+            &NewProduct {
+                sku: "CRASH-1".into(),
+                name: "茶叶".into(),
+                price_cents: 500,
+                currency: "CNY".into(),
+                stock: 1000,
+            },
+        )
+        .await
+        .unwrap();
+    let mut references = Vec::new();
+    for _ in 0..ORDERS {
+        let placed = rig
+            .shop
+            .ordo
+            .place_order(
+                rig.shop.owner(),
+                &NewOrder::from_lines(rig.shop.customer.id, &[(product.id, 1)], None),
+            )
+            .await
+            .unwrap();
+        let opened = rig
+            .open(Which::Wechat, placed.order.order.id)
+            .await
+            .unwrap();
+        references.push(opened.payment.provider_ref.unwrap());
+    }
+    // From now on the double (and this process's ordo) keeps the real time.
+    let ticking = clock.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            ticking.set(chrono::Utc::now().timestamp_millis());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    ticking_wait().await;
+    rig.wechat.set_delay(Duration::from_millis(20));
+    let paying = std::sync::Arc::new(AtomicBool::new(true));
+    let payer = {
+        let (wechat, paying) = (rig.wechat.clone(), paying.clone());
+        let references = references.clone();
+        tokio::spawn(async move {
+            let mut paid = 0;
+            while paying.load(std::sync::atomic::Ordering::SeqCst) {
+                let pick = references[rand::rng().random_range(0..references.len())].clone();
+                if wechat.pay_quietly(&pick).is_some() {
+                    paid += 1;
+                }
+                let pause = Duration::from_millis(rand::rng().random_range(5..40));
+                tokio::time::sleep(pause).await;
+            }
+            paid
+        })
+    };
+    let mut env: Vec<(String, String)> = rig
+        .wechat
+        .settings(rig.keys.path())
+        .into_iter()
+        .map(|(k, v)| (format!("ORDO_{}", k.to_ascii_uppercase()), v))
+        .collect();
+    env.extend([
+        (
+            "ORDO_DATABASE_URL".to_owned(),
+            rig.shop.database.url.clone(),
+        ),
+        // Nobody listens there: notifications are lost, the sweep must ask.
+        (
+            "ORDO_PUBLIC_URL".to_owned(),
+            "http://127.0.0.1:9".to_owned(),
+        ),
+        ("ORDO_PROVIDER_CONCURRENCY".to_owned(), "4".to_owned()),
+        ("ORDO_SWEEP_BATCH_SIZE".to_owned(), "20".to_owned()),
+        ("ORDO_LOG".to_owned(), "error".to_owned()),
+    ]);
+    let sweep = || {
+        Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(["cancel-unpaid-orders", "--json"])
+            .envs(env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ordo cancel-unpaid-orders")
+    };
+    let mut killed = 0;
+    for _ in 0..8 {
+        let mut child = sweep();
+        let pause = Duration::from_millis(rand::rng().random_range(100..800));
+        tokio::time::sleep(pause).await;
+        match child.try_wait().expect("wait") {
+            // It finished first: every order it found was dealt with; run again.
+            Some(status) => {
+                let out = child.wait_with_output().expect("output");
+                assert!(
+                    status.success(),
+                    "{status:?}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                let status = child.wait().expect("wait");
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(status.signal(), Some(libc::SIGKILL), "killed by this test");
+                killed += 1;
+            }
+        }
+    }
+    assert!(killed >= 6, "only {killed} sweep(s) killed mid-run");
+    // The last run: the customers still pay while it asks.
+    let out = sweep().wait_with_output().unwrap();
+    paying.store(false, std::sync::atomic::Ordering::SeqCst);
+    let paid_at_double = payer.await.unwrap();
+    ticker.abort();
+    assert!(
+        out.status.success(),
+        "the last run: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["deferred"], 0, "{summary}");
+    let (mut paid, mut cancelled) = (0, 0);
+    for txn in rig.wechat.txns() {
+        let payment: i64 = sqlx::query_scalar(
+            "SELECT id FROM payments WHERE provider = 'wechatpay' AND provider_ref = $1",
+        )
+        .bind(&txn.out_trade_no)
+        .fetch_one(rig.shop.ordo.db.pool())
+        .await
+        .unwrap();
+        let order_id: i64 = sqlx::query_scalar("SELECT order_id FROM payments WHERE id = $1")
+            .bind(payment)
+            .fetch_one(rig.shop.ordo.db.pool())
+            .await
+            .unwrap();
+        let order = rig
+            .shop
+            .ordo
+            .order(rig.shop.staff(), order_id)
+            .await
+            .unwrap();
+        let p = order.payments.iter().find(|p| p.id == payment).unwrap();
+        match txn.state.as_str() {
+            "SUCCESS" => {
+                assert_eq!(p.status, PaymentStatus::Succeeded, "{}", txn.out_trade_no);
+                match order.order.status {
+                    OrderStatus::Paid => paid += 1,
+                    OrderStatus::Cancelled => {
+                        assert!(
+                            p.refund_required,
+                            "{}: paid at WeChat Pay, cancelled",
+                            txn.out_trade_no
+                        );
+                        assert!(
+                            p.refund().is_some(),
+                            "{}: no refund under way",
+                            txn.out_trade_no
+                        );
+                    }
+                    other => panic!("{}: {other}", txn.out_trade_no),
+                }
+            }
+            "CLOSED" => {
+                assert_eq!(
+                    order.order.status,
+                    OrderStatus::Cancelled,
+                    "{}",
+                    txn.out_trade_no
+                );
+                cancelled += 1;
+            }
+            other => panic!(
+                "{}: still {other} at WeChat Pay after the last run",
+                txn.out_trade_no
+            ),
+        }
+    }
+    assert_eq!(
+        paid + cancelled,
+        ORDERS,
+        "paid {paid}, cancelled {cancelled}"
+    );
+    assert!(
+        paid >= 1 && paid <= paid_at_double,
+        "paid {paid} of {paid_at_double}"
+    );
+    rig.shop.assert_check_clean().await;
+    eprintln!(
+        "providers crash test ({backend:?}): {killed} sweep(s) killed, {paid} found paid, {cancelled} cancelled"
+    );
+}
+
+/// One tick of the real-time clock has happened.
+async fn ticking_wait() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
