@@ -686,6 +686,9 @@ async fn hostile_input_gets_clear_problems(backend: Backend) {
     let staff = Some(app.shop.staff_token.clone());
     let json_ct = Some("application/json");
     let adjustments = format!("/api/v1/products/{p}/stock-adjustments");
+    app.shop
+        .use_tokens(&[&app.shop.customer_token, &app.shop.staff_token])
+        .await;
     let before = app.shop.snapshot().await;
     // (what, method, path, token, content type, body, expected status, expected code)
     type Case<'a> = (
@@ -758,6 +761,9 @@ async fn customers_see_only_their_own_orders(backend: Backend) {
         .await
         .unwrap();
     let other = Some(other_token.expose());
+    app.shop
+        .use_tokens(&[other_token.expose(), &app.shop.customer_token])
+        .await;
     let before = app.shop.snapshot().await;
     for (method, path) in [
         (Method::GET, format!("/api/v1/orders/{id}")),

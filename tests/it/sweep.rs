@@ -127,6 +127,8 @@ async fn dry_run_changes_nothing_and_says_would_cancel(backend: Backend) {
     assert_eq!(seen.len(), 7);
     assert!(seen.iter().all(|(_, o)| *o == OrderOutcome::WouldCancel));
 
+    let before_except_runs = shop.snapshot_except(&["sweep_runs", "audit_log"]).await;
+    let audited = shop.count("SELECT COUNT(*) FROM audit_log").await;
     let out = run_cli(
         &shop,
         &[
@@ -141,7 +143,28 @@ async fn dry_run_changes_nothing_and_says_would_cancel(backend: Backend) {
     assert!(stdout.contains("would cancel 7"), "{stdout}");
     assert!(!stdout.to_lowercase().contains("cancelled 7"), "{stdout}");
     assert!(stdout.contains("dry run: yes"), "{stdout}");
-    assert_eq!(shop.snapshot().await, before);
+    // The run itself is recorded (every run is, SPEC section 12) and audited; nothing else
+    // changed.
+    assert_eq!(
+        shop.snapshot_except(&["sweep_runs", "audit_log"]).await,
+        before_except_runs
+    );
+    let runs: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT trigger, CASE WHEN dry_run THEN 1 ELSE 0 END, state, would_cancel FROM sweep_runs",
+    )
+    .fetch_all(shop.ordo.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(runs, [("cli".to_owned(), 1, "finished".to_owned(), 7)]);
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM audit_log WHERE action = 'sweep.run'")
+            .await,
+        1
+    );
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM audit_log").await,
+        audited + 1
+    );
 }
 
 async fn sweep_is_payment_aware(backend: Backend) {
