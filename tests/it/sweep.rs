@@ -477,7 +477,9 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
     }
     shop.ordo.clock.set(T0 + 31 * MINUTE);
 
-    let go = Arc::new(tokio::sync::Barrier::new(sweeps + 1));
+    // The sweeps and the payers start together.
+    let payers = 8;
+    let go = Arc::new(tokio::sync::Barrier::new(sweeps + payers + 1));
     let mut sweepers = Vec::new();
     for _ in 0..sweeps {
         let db = Db::connect(&shop.database.url, 4).await.unwrap();
@@ -500,18 +502,20 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
         }));
     }
     // Every fifth order's payment succeeds while the sweeps run: eight payers, youngest
-    // orders first (the sweeps go oldest first), so some payments win and some come late.
+    // orders first (the sweeps go oldest first), so some payments win and some come late;
+    // both must happen.
     let to_pay: Vec<_> = placed
         .iter()
         .rev()
         .step_by(5)
         .map(|p| p.payment.clone())
         .collect();
-    let payers: Vec<_> = (0..8)
+    let payers: Vec<_> = (0..payers)
         .map(|k| {
-            let shop = shop.clone();
-            let mine: Vec<_> = to_pay.iter().skip(k).step_by(8).cloned().collect();
+            let (shop, go) = (shop.clone(), go.clone());
+            let mine: Vec<_> = to_pay.iter().skip(k).step_by(payers).cloned().collect();
             tokio::spawn(async move {
+                go.wait().await;
                 let mut outcomes = Vec::new();
                 for payment in mine {
                     let outcome = shop
@@ -532,10 +536,12 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
         .collect();
     go.wait().await;
     let mut cancelled_by_sweeps = 0;
+    let mut cancelled_per_sweep = Vec::new();
     for s in sweepers {
         let summary = s.await.unwrap();
         assert_eq!(summary.errors, 0, "{summary:?}");
         cancelled_by_sweeps += summary.cancelled;
+        cancelled_per_sweep.push(summary.cancelled);
     }
     let mut outcomes = Vec::new();
     for payer in payers {
@@ -568,8 +574,21 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
         "an order is paid only by its payment"
     );
     eprintln!(
-        "{backend:?}: {orders} orders, {sweeps} sweeps: {cancelled} cancelled, {paid} paid in time, {late} paid late"
+        "{backend:?}: {orders} orders, {sweeps} sweeps: {cancelled} cancelled ({cancelled_per_sweep:?}), {paid} paid in time, {late} paid late"
     );
+    assert!(
+        paid_events > 0 && late > 0,
+        "the payments raced the sweeps: {paid_events} in time, {late} late"
+    );
+    // On PostgreSQL the sweeps claim batches past each other's locks (SKIP LOCKED) and
+    // share the work; SQLite runs one writer at a time, and one sweep may take it all.
+    if backend == Backend::Postgres {
+        assert!(
+            cancelled_per_sweep.iter().filter(|c| **c > 0).count() >= 2,
+            "the sweeps raced each other: cancelled {cancelled_per_sweep:?}"
+        );
+    }
+
     let refunds = shop
         .count("SELECT COUNT(*) FROM payments WHERE refund_required")
         .await;
