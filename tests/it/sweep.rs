@@ -303,9 +303,14 @@ async fn one_bad_order_fails_alone(backend: Backend) {
 async fn limit_and_batches(backend: Backend) {
     let shop = TestShop::new(backend).await;
     let p = shop.product(100, 100).await;
-    for _ in 0..25 {
-        shop.order(&[(p.id, 1)]).await;
+    // Each order a second older than the one placed before it: age order is the reverse of
+    // id order, so a sweep that went by id would take the youngest.
+    let mut by_age = Vec::new();
+    for i in 0..25 {
+        shop.ordo.clock.set(T0 + (25 - i) * 1000);
+        by_age.push(shop.order(&[(p.id, 1)]).await.order.order.id);
     }
+    by_age.reverse();
     shop.ordo.clock.set(T0 + 31 * MINUTE);
     let limited = sweep(
         &shop,
@@ -321,16 +326,13 @@ async fn limit_and_batches(backend: Backend) {
         .count("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
         .await;
     assert_eq!(pending, 15);
-    let oldest_cancelled = shop
-        .count("SELECT MAX(id) FROM orders WHERE status = 'cancelled'")
-        .await;
-    let youngest_pending = shop
-        .count("SELECT MIN(id) FROM orders WHERE status = 'pending'")
-        .await;
-    assert!(
-        oldest_cancelled < youngest_pending,
-        "oldest orders go first"
-    );
+    let cancelled: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = 'cancelled' ORDER BY created_at, id",
+    )
+    .fetch_all(shop.ordo.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(cancelled, by_age[..10], "oldest orders go first");
 
     let rest = sweep(
         &shop,
