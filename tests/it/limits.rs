@@ -786,101 +786,248 @@ async fn late_payments_are_settled_once(backend: Backend) {
 async fn every_staff_action_has_one_audit_row(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let staff = app.staff();
+    // (request id, audit action) of each staff call, and the operations called.
     let mut actions = Vec::new();
-    let mut act = async |method: Method, path: String, body: Option<Value>, action: &str| {
-        let request_id = format!("audit-{}", actions.len());
-        let mut request = app
-            .client
-            .request(method, format!("{}{path}", app.base))
-            .bearer_auth(staff.unwrap())
-            .header("x-request-id", &request_id);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.text().await.unwrap()
-        );
-        actions.push((request_id, action.to_owned()));
-        response
-    };
-    let product: Value = act(Method::POST, "/api/v1/products".into(), Some(json!({"sku": "AUD", "name": "Audited", "price_cents": 100, "currency": "EUR", "stock": 5})), "product.create").await.json().await.unwrap();
+    let mut called = std::collections::BTreeSet::new();
+    let mut act =
+        async |method: Method, template: &str, id: i64, body: Option<Value>, action: &str| {
+            let request_id = format!("audit-{}", actions.len());
+            let path = template.replace("{id}", &id.to_string());
+            let mut request = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.base))
+                .bearer_auth(staff.unwrap())
+                .header("x-request-id", &request_id);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "{method} {path}: {status} {answer}");
+            actions.push((request_id, action.to_owned()));
+            called.insert((method.as_str().to_lowercase(), template.to_owned()));
+            answer
+        };
+    let none = 0;
+    // An endpoint first, so that the orders' events have deliveries to redeliver.
+    let endpoint = act(
+        Method::POST,
+        "/api/v1/webhook-endpoints",
+        none,
+        Some(json!({"url": "http://127.0.0.1:9/x"})),
+        "webhook_endpoint.create",
+    )
+    .await;
+    let endpoint = endpoint["id"].as_i64().unwrap();
+    act(
+        Method::PATCH,
+        "/api/v1/webhook-endpoints/{id}",
+        endpoint,
+        Some(json!({"description": "audited"})),
+        "webhook_endpoint.update",
+    )
+    .await;
+    act(
+        Method::POST,
+        "/api/v1/webhook-endpoints/{id}/rotate-secret",
+        endpoint,
+        None,
+        "webhook_endpoint.rotate_secret",
+    )
+    .await;
+
+    let product = act(Method::POST, "/api/v1/products", none, Some(json!({"sku": "AUD", "name": "Audited", "price_cents": 100, "currency": "EUR", "stock": 10})), "product.create").await;
     let p = product["id"].as_i64().unwrap();
     act(
         Method::PATCH,
-        format!("/api/v1/products/{p}"),
+        "/api/v1/products/{id}",
+        p,
         Some(json!({"price_cents": 120})),
         "product.update",
     )
     .await;
     act(
         Method::POST,
-        format!("/api/v1/products/{p}/stock-adjustments"),
+        "/api/v1/products/{id}/stock-adjustments",
+        p,
         Some(json!({"delta": 3, "reason": "delivery"})),
         "stock.adjust",
     )
     .await;
-    let placed: Value = act(
+
+    let customer = app.shop.customer.id;
+    let for_customer = json!({"user_id": customer, "items": [{"product_id": p, "quantity": 1}]});
+    // Cancelled by staff.
+    let placed = act(
         Method::POST,
-        "/api/v1/orders".into(),
-        Some(json!({"user_id": app.shop.customer.id, "items": [{"product_id": p, "quantity": 1}]})),
+        "/api/v1/orders",
+        none,
+        Some(for_customer.clone()),
         "order.create",
     )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let order = placed["order"]["id"].as_i64().unwrap();
+    .await;
+    let cancelled = placed["order"]["id"].as_i64().unwrap();
     act(
         Method::POST,
-        format!("/api/v1/orders/{order}/cancel"),
+        "/api/v1/orders/{id}/cancel",
+        cancelled,
         Some(json!({"reason": "asked by phone"})),
         "order.cancel",
     )
     .await;
-    let token: Value = act(
+    // Paid late, after the cancellation: the refund is settled by staff.
+    app.pay(&placed["payment"], "evt-audit-late").await;
+    let late = placed["payment"]["id"].as_i64().unwrap();
+    act(
         Method::POST,
-        "/api/v1/tokens".into(),
+        "/api/v1/payments/{id}/refund-settled",
+        late,
+        Some(json!({"provider_ref": "re_audit"})),
+        "payment.refund_settled",
+    )
+    .await;
+    // Paid, shipped, completed, refund requested and approved, all by staff.
+    let placed = act(
+        Method::POST,
+        "/api/v1/orders",
+        none,
+        Some(for_customer.clone()),
+        "order.create",
+    )
+    .await;
+    let shipped = placed["order"]["id"].as_i64().unwrap();
+    app.pay(&placed["payment"], "evt-audit-shipped").await;
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/ship",
+        shipped,
+        Some(json!({"carrier": "DHL", "tracking_number": "T-1"})),
+        "order.ship",
+    )
+    .await;
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/complete",
+        shipped,
+        None,
+        "order.complete",
+    )
+    .await;
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/refund",
+        shipped,
+        Some(json!({"reason": "broken"})),
+        "order.refund_request",
+    )
+    .await;
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/refund/approve",
+        shipped,
+        Some(json!({"reason": "agreed"})),
+        "order.refund_approve",
+    )
+    .await;
+    // Paid, refund requested and rejected.
+    let placed = act(
+        Method::POST,
+        "/api/v1/orders",
+        none,
+        Some(for_customer),
+        "order.create",
+    )
+    .await;
+    let rejected = placed["order"]["id"].as_i64().unwrap();
+    app.pay(&placed["payment"], "evt-audit-rejected").await;
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/refund",
+        rejected,
+        Some(json!({"reason": "changed my mind"})),
+        "order.refund_request",
+    )
+    .await;
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/refund/reject",
+        rejected,
+        Some(json!({"reason": "used"})),
+        "order.refund_reject",
+    )
+    .await;
+
+    let delivery = app
+        .shop
+        .count("SELECT MAX(id) FROM webhook_deliveries")
+        .await;
+    act(
+        Method::POST,
+        "/api/v1/webhook-deliveries/{id}/redeliver",
+        delivery,
+        None,
+        "webhook_delivery.redeliver",
+    )
+    .await;
+    act(
+        Method::POST,
+        "/api/v1/webhook-endpoints/{id}/replay",
+        endpoint,
+        Some(json!({"since": "2026-11-25T00:00:00Z", "until": "2026-11-26T00:00:00Z"})),
+        "webhook_endpoint.replay",
+    )
+    .await;
+    act(
+        Method::DELETE,
+        "/api/v1/webhook-endpoints/{id}",
+        endpoint,
+        None,
+        "webhook_endpoint.delete",
+    )
+    .await;
+
+    let token = act(
+        Method::POST,
+        "/api/v1/tokens",
+        none,
         Some(json!({"name": "ops", "role": "staff"})),
         "token.create",
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     act(
         Method::DELETE,
-        format!("/api/v1/tokens/{}", token["id"]),
+        "/api/v1/tokens/{id}",
+        token["id"].as_i64().unwrap(),
         None,
         "token.revoke",
     )
     .await;
     act(
         Method::POST,
-        "/api/v1/sweeps".into(),
+        "/api/v1/sweeps",
+        none,
         Some(json!({"dry_run": true})),
         "sweep.run",
     )
     .await;
-    let endpoint: Value = act(
-        Method::POST,
-        "/api/v1/webhook-endpoints".into(),
-        Some(json!({"url": "http://127.0.0.1:9/x"})),
-        "webhook_endpoint.create",
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    act(
-        Method::DELETE,
-        format!("/api/v1/webhook-endpoints/{}", endpoint["id"]),
-        None,
-        "webhook_endpoint.delete",
-    )
-    .await;
+
+    // Every operation of the API that changes something was called by staff here, but the
+    // provider's signed webhook and opening a payment (the owner's alone).
+    let (_, doc) = ordo::http::router(ordo::http::AppState::new(app.shop.ordo.clone()));
+    let mut changing = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if path.starts_with("/api/v1/")
+                && method != "get"
+                && path != "/api/v1/payments/webhook"
+                && path != "/api/v1/orders/{id}/payments"
+            {
+                changing.insert((method.clone(), path.clone()));
+            }
+        }
+    }
+    assert_eq!(called, changing, "staff actions this test does not call");
     // Customers' own actions are not staff actions.
     app.place(json!([{"product_id": p, "quantity": 1}])).await;
 
