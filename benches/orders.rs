@@ -684,6 +684,8 @@ fn main() {
     println!(
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
     );
+    // Correctness findings: the table is printed whole, then the run fails on any.
+    let mut findings = Vec::new();
     for &backend in &args.backends {
         let connections: Vec<usize> = match backend {
             Backend::Postgres => args.connections.clone(),
@@ -738,6 +740,20 @@ fn main() {
                             if all { "" } else { " (NOT ALL DELIVERED)" }
                         )
                     });
+                    let run = format!(
+                        "{backend:?}, {connections} connections, {}, {}",
+                        scenario.name(),
+                        variant.name()
+                    );
+                    if !o.conserved {
+                        findings.push(format!("{run}: stock not conserved"));
+                    }
+                    if !o.check {
+                        findings.push(format!("{run}: ordo check reported findings"));
+                    }
+                    if o.lag.is_some_and(|(_, _, all)| !all) {
+                        findings.push(format!("{run}: not every event was delivered"));
+                    }
                     println!(
                         "| {backend:?} | {connections} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {pg_rate} | {pg_p99} | {ratio} | {lag} | {} | {} |",
                         scenario.name(),
@@ -758,4 +774,11 @@ fn main() {
         args.seconds,
         WARMUP.as_secs()
     );
+    if !findings.is_empty() {
+        eprintln!("correctness findings:");
+        for finding in &findings {
+            eprintln!("  {finding}");
+        }
+        std::process::exit(1);
+    }
 }

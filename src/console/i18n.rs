@@ -547,6 +547,12 @@ mod tests {
     fn every_label_is_translated() {
         for (en, zh) in LABELS {
             assert!(!en.is_empty() && !zh.is_empty());
+            // Translated: not the English text again, and written in Chinese.
+            assert_ne!(en, zh, "untranslated label");
+            assert!(
+                zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{en}: {zh} has no Chinese character"
+            );
             // Placeholders must match, or a value would go missing in one language.
             let names = |s: &str| {
                 let mut v: Vec<String> = s

@@ -454,26 +454,43 @@ mod tests {
     #[test]
     fn every_transition_has_its_event() {
         use OrderStatus::*;
-        assert_eq!(
-            EventType::of_transition(Pending, Paid, false),
-            EventType::OrderPaid
-        );
-        assert_eq!(
-            EventType::of_transition(Refunding, Paid, false),
-            EventType::OrderRefundRejected
-        );
-        assert_eq!(
-            EventType::of_transition(Pending, Cancelled, true),
-            EventType::OrderExpired
-        );
-        assert_eq!(
-            EventType::of_transition(Paid, Cancelled, false),
-            EventType::OrderCancelled
-        );
-        assert_eq!(
-            EventType::of_transition(Completed, Refunding, false),
-            EventType::OrderRefundRequested
-        );
+        // Every move of the lifecycle (and the sweep's cancellation), with its event.
+        let table = [
+            (Pending, Paid, false, EventType::OrderPaid),
+            (Pending, Cancelled, false, EventType::OrderCancelled),
+            (Pending, Cancelled, true, EventType::OrderExpired),
+            (Paid, Shipped, false, EventType::OrderShipped),
+            (Paid, Refunding, false, EventType::OrderRefundRequested),
+            (Paid, Cancelled, false, EventType::OrderCancelled),
+            (Shipped, Completed, false, EventType::OrderCompleted),
+            (Shipped, Refunding, false, EventType::OrderRefundRequested),
+            (Completed, Refunding, false, EventType::OrderRefundRequested),
+            (Refunding, Refunded, false, EventType::OrderRefunded),
+            (Refunding, Paid, false, EventType::OrderRefundRejected),
+        ];
+        for (from, to, by_expiry, event) in table {
+            assert_eq!(
+                EventType::of_transition(from, to, by_expiry),
+                event,
+                "{from} -> {to}{}",
+                if by_expiry { " (expiry)" } else { "" }
+            );
+        }
+        // The table is the lifecycle's: no move left out, none made up.
+        let moves: Vec<(OrderStatus, OrderStatus)> = OrderStatus::ALL
+            .into_iter()
+            .flat_map(|from| from.allowed_moves().iter().map(move |to| (from, *to)))
+            .collect();
+        let mut listed: Vec<(OrderStatus, OrderStatus)> = table
+            .iter()
+            .filter(|(_, _, by_expiry, _)| !by_expiry)
+            .map(|(from, to, _, _)| (*from, *to))
+            .collect();
+        listed.sort();
+        let mut all = moves.clone();
+        all.sort();
+        assert_eq!(listed, all);
+        assert_eq!(moves.len(), 10);
     }
 
     #[test]

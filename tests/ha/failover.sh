@@ -18,4 +18,4 @@ bash "$cluster" up
 export ORDO_HA_URL="$(bash "$cluster" url)"
 export ORDO_HA_CLUSTER="$cluster"
 echo "cluster up: $ORDO_HA_URL"
-cargo test --locked --test it -- --ignored failover_under_load --nocapture
+bash tests/run-one.sh failover::failover_under_load --nocapture

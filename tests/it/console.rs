@@ -890,14 +890,11 @@ pub fn visible_text(html: &str) -> String {
 }
 
 /// The English labels a Chinese page shows, if any: every catalogue text (its fixed parts,
-/// for texts with placeholders) that differs from its translation and is long enough not to
-/// be a unit or a number.
+/// for texts with placeholders) long enough not to be a unit or a number. A label left
+/// untranslated (its Chinese text the English one) counts too.
 pub fn english_labels_in(text: &str) -> Vec<&'static str> {
     let mut found = Vec::new();
-    for (en, zh) in i18n::LABELS {
-        if en == zh {
-            continue;
-        }
+    for (en, _) in i18n::LABELS {
         let fragments = en
             .split(['{', '}'])
             .enumerate()

@@ -668,8 +668,10 @@ async fn a_slow_receiver_cannot_hold_a_worker(backend: Backend) {
     receiver.then(&[Reply::Slow(Duration::from_secs(10))]);
     let started = std::time::Instant::now();
     assert_eq!(drain(&dispatcher).await, 1);
+    // The worker let go before the receiver would have answered (the bound is the
+    // receiver's own delay, not a guess at how fast this machine is).
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );

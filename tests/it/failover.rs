@@ -51,18 +51,21 @@ fn cluster(script: &str, command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// What the clients saw: acknowledged orders (key → order id) and when each was acknowledged.
+/// What the clients saw: acknowledged orders (key → order id) and when each was acknowledged
+/// (and through which server).
 #[derive(Default)]
 struct Seen {
     acked: HashMap<String, (i64, Instant)>,
-    times: Vec<Instant>,
+    times: Vec<(Instant, usize)>,
     unavailable: u64,
     lost: u64,
 }
 
-/// The longest stretch without an acknowledged write in `[from, to]`, and how long after
-/// `from` writes were acknowledged again once that stretch ended.
-fn gap(times: &[Instant], from: Instant, to: Instant) -> (Duration, Duration) {
+/// The longest stretch without an acknowledged write in `[from, to]`, the stretches before
+/// the first write and after the last one included (writes that never resume make the whole
+/// tail a gap), and how long after `from` writes were acknowledged again once that stretch
+/// ended: `None` when the longest stretch runs to `to`, writes never having resumed.
+fn gap(times: &[Instant], from: Instant, to: Instant) -> (Duration, Option<Duration>) {
     let mut window: Vec<Instant> = times
         .iter()
         .copied()
@@ -70,16 +73,63 @@ fn gap(times: &[Instant], from: Instant, to: Instant) -> (Duration, Duration) {
         .collect();
     window.sort();
     let mut worst = Duration::ZERO;
-    let mut resumed = Duration::ZERO;
+    let mut resumed = Some(Duration::ZERO);
     let mut previous = from;
     for t in window {
         if t - previous > worst {
             worst = t - previous;
-            resumed = t - from;
+            resumed = Some(t - from);
         }
         previous = t;
     }
+    if to - previous > worst {
+        worst = to - previous;
+        resumed = None;
+    }
     (worst, resumed)
+}
+
+/// The servers (by index) that acknowledged a write in `[from, to]`.
+fn writers(times: &[(Instant, usize)], from: Instant, to: Instant) -> Vec<usize> {
+    let mut servers: Vec<usize> = times
+        .iter()
+        .filter(|(t, _)| *t >= from && *t <= to)
+        .map(|(_, server)| *server)
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers
+}
+
+#[test]
+fn a_gap_counts_the_tail_of_its_window() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    // Writes every 100 ms, a 2 s pause, then on again: the gap is the pause.
+    let mut times: Vec<Instant> = (0..=10).map(|i| at(i * 100)).collect();
+    times.extend((0..=10).map(|i| at(3000 + i * 100)));
+    assert_eq!(
+        gap(&times, at(0), at(4000)),
+        (
+            Duration::from_millis(2000),
+            Some(Duration::from_millis(3000))
+        )
+    );
+    // Writes that stop at 1 s and never resume: the rest of the window is the gap.
+    let stopped: Vec<Instant> = (0..=10).map(|i| at(i * 100)).collect();
+    assert_eq!(
+        gap(&stopped, at(0), at(9000)),
+        (Duration::from_millis(8000), None)
+    );
+    // No write at all in the window: all of it.
+    assert_eq!(
+        gap(&[], at(0), at(5000)),
+        (Duration::from_millis(5000), None)
+    );
+    assert_eq!(
+        writers(&[(at(10), 1), (at(20), 0), (at(30), 1)], at(15), at(40)),
+        [0, 1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -180,7 +230,7 @@ async fn failover_under_load() {
                             if let Some((before, _)) = s.acked.insert(key.clone(), (id, now)) {
                                 assert_eq!(before, id, "one key, one order");
                             }
-                            s.times.push(now);
+                            s.times.push((now, (c + n) % bases.len()));
                             break;
                         }
                         Ok(r) if r.status() == 503 => seen.lock().unwrap().unavailable += 1,
@@ -216,6 +266,7 @@ async fn failover_under_load() {
     })
     .await
     .unwrap();
+    let switched = Instant::now();
     eprintln!(
         "switchover done in {:?}; primary now on {new_primary}",
         switch_at.elapsed()
@@ -240,6 +291,7 @@ async fn failover_under_load() {
     })
     .await
     .unwrap();
+    let promoted = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
     running.store(false, std::sync::atomic::Ordering::SeqCst);
     for c in clients {
@@ -249,19 +301,27 @@ async fn failover_under_load() {
     drop(servers);
 
     let seen = Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap();
-    let (switch_gap, switch_resumed) = gap(&seen.times, switch_at, kill_at);
-    let (crash_gap, crash_resumed) = gap(&seen.times, kill_at, end);
+    let times: Vec<Instant> = seen.times.iter().map(|(t, _)| *t).collect();
+    let (switch_gap, switch_resumed) = gap(&times, switch_at, kill_at);
+    let (crash_gap, crash_resumed) = gap(&times, kill_at, end);
+    // Writes resumed after each disruption, through both servers.
+    let after_switch = writers(&seen.times, switched, kill_at);
+    let after_crash = writers(&seen.times, promoted, end);
+    let back = |resumed: Option<Duration>| {
+        resumed.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()))
+    };
     let report = format!(
         "failover under load: {} orders acknowledged, {} answers 503, {} answers lost\n\
-         switchover: longest write gap {:.2} s, writes back {:.2} s after the command\n\
-         crash (SIGKILL of the primary's PostgreSQL and keeper): longest write gap {:.2} s, writes back {:.2} s after the kill",
+         switchover: longest write gap {:.2} s, writes back {} after the command\n\
+         crash (SIGKILL of the primary's PostgreSQL and keeper): longest write gap {:.2} s, writes back {} after the kill\n\
+         servers acknowledging writes after the switchover: {after_switch:?}, after the new primary was up: {after_crash:?}",
         seen.acked.len(),
         seen.unavailable,
         seen.lost,
         switch_gap.as_secs_f64(),
-        switch_resumed.as_secs_f64(),
+        back(switch_resumed),
         crash_gap.as_secs_f64(),
-        crash_resumed.as_secs_f64()
+        back(crash_resumed),
     );
     eprintln!("{report}");
     let _ = std::fs::write(
@@ -343,6 +403,12 @@ async fn failover_under_load() {
         "{}",
         String::from_utf8_lossy(&check.stdout)
     );
+    assert!(
+        switch_resumed.is_some() && crash_resumed.is_some(),
+        "writes did not resume: {report}"
+    );
+    assert_eq!(after_switch, [0, 1], "{report}");
+    assert_eq!(after_crash, [0, 1], "{report}");
     assert!(switch_gap < Duration::from_secs(5), "{report}");
     assert!(crash_gap < Duration::from_secs(15), "{report}");
 }

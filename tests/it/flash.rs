@@ -202,11 +202,13 @@ async fn a_sale_survives_sigkill(backend: Backend) {
     let p = shop.product(UNITS, 999).await;
     // 150 buyers arriving 30 ms apart for 100 units: the sale lasts about three seconds, and
     // the server is killed six times in the meantime.
-    let buyers = crate::seed::customers(&shop, 150).await;
+    const SALE_BUYERS: u64 = 150;
+    let buyers = crate::seed::customers(&shop, SALE_BUYERS as i64).await;
     let (server, base) = crate::service::serve(&shop, &[]).await;
     let port = base.rsplit(':').next().unwrap().to_owned();
     let server = Arc::new(Mutex::new(Some(server)));
     let acked: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+    let refused: Arc<Mutex<u64>> = Arc::default();
     let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -215,13 +217,24 @@ async fn a_sale_survives_sigkill(backend: Backend) {
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = Vec::new();
     for (i, (user, token)) in buyers.into_iter().enumerate() {
-        let (client, base, acked, sem) = (client.clone(), base.clone(), acked.clone(), sem.clone());
+        let (client, base, acked, refused, sem) = (
+            client.clone(),
+            base.clone(),
+            acked.clone(),
+            refused.clone(),
+            sem.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i as u64 * 30)).await;
             let _slot = sem.acquire().await.unwrap();
             let key = format!("sale-{user}");
-            if let Some(Some(id)) = buy(&client, &[base], &token, p.id, &key, until).await {
-                acked.lock().unwrap().insert(key, id);
+            // Every buyer retries until answered: an order, or a refusal for want of stock.
+            match buy(&client, &[base], &token, p.id, &key, until).await {
+                Some(Some(id)) => {
+                    acked.lock().unwrap().insert(key, id);
+                }
+                Some(None) => *refused.lock().unwrap() += 1,
+                None => panic!("buyer {key} was never answered"),
             }
         }));
     }
@@ -233,7 +246,12 @@ async fn a_sale_survives_sigkill(backend: Backend) {
             for pause in [300u64, 700, 450, 900, 350, 600] {
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 if let Some(mut child) = server.lock().unwrap().take() {
-                    let _ = child.kill();
+                    // The server must still be running: this kill is the crash, not one
+                    // the server had by itself.
+                    if let Some(status) = child.try_wait().unwrap() {
+                        panic!("ordo serve exited by itself ({status}) during the sale");
+                    }
+                    child.kill().unwrap();
                     let _ = child.wait();
                     kills += 1;
                 }
@@ -264,10 +282,13 @@ async fn a_sale_survives_sigkill(backend: Backend) {
             p.id,
         )
         .await;
-    assert!(
-        sold <= UNITS && sold >= acked.len() as i64,
-        "sold {sold}, acknowledged {}",
-        acked.len()
+    // Every buyer was answered, so the sale sold exactly the stock, each order to the
+    // buyer it was acknowledged to, and refused the rest.
+    let refused = *refused.lock().unwrap();
+    assert_eq!(
+        (sold, acked.len() as i64, refused),
+        (UNITS, UNITS, SALE_BUYERS - UNITS as u64),
+        "sold, acknowledged, refused"
     );
     let last_order = shop.count("SELECT MAX(created_at) FROM orders").await;
     let first_order = shop.count("SELECT MIN(created_at) FROM orders").await;

@@ -355,6 +355,19 @@ impl TestShop {
             .collect()
     }
 
+    /// Uses each token once and writes the uses. A token's last use is written whenever it
+    /// authenticates (at most once a minute), allowed call or refused, so a test that proves
+    /// that refused calls change nothing uses its tokens before its first snapshot.
+    pub async fn use_tokens(&self, tokens: &[&str]) {
+        for token in tokens {
+            self.ordo.authenticate(token).await.expect("a valid token");
+        }
+        self.ordo
+            .flush_token_uses()
+            .await
+            .expect("flush token uses");
+    }
+
     pub async fn assert_check_clean(&self) {
         let report = self.ordo.check().await.expect("check runs");
         assert!(
@@ -364,46 +377,86 @@ impl TestShop {
         );
     }
 
-    /// A textual snapshot of every table, to prove that something changed nothing.
+    /// A textual snapshot of every table of the database (whatever the migrations made,
+    /// found in the catalogue), to prove that something changed nothing. Token uses noted in
+    /// memory are written first. The console's counters are kept as one row per key on
+    /// SQLite and as rows to be summed on PostgreSQL: they are compared as those sums.
     pub async fn snapshot(&self) -> String {
-        let tables = [
-            ("products", "id"),
-            ("orders", "id"),
-            ("order_items", "order_id, product_id"),
-            ("payments", "id"),
-            ("payment_events", "event_id"),
-            ("order_status_history", "id"),
-            ("stock_movements", "id"),
-        ];
-        let mut out = String::new();
-        for (table, key) in tables {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT * FROM {table} ORDER BY {key}"
-            )))
-            .fetch_all(self.ordo.db.pool())
+        self.snapshot_except(&[]).await
+    }
+
+    /// [`TestShop::snapshot`] without the tables named (which the caller checks itself).
+    pub async fn snapshot_except(&self, skipped: &[&str]) -> String {
+        self.ordo
+            .flush_token_uses()
             .await
-            .expect("snapshot");
-            out.push_str(&format!("{table}: {} rows\n", rows.len()));
-            for row in rows {
-                use sqlx::Column;
-                let cells: Vec<String> = row
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        row.try_get::<Option<i64>, _>(c.ordinal())
-                            .map(|v| format!("{v:?}"))
-                            .or_else(|_| {
-                                row.try_get::<Option<String>, _>(c.ordinal())
-                                    .map(|v| format!("{v:?}"))
-                            })
-                            .or_else(|_| {
-                                row.try_get::<Option<bool>, _>(c.ordinal())
-                                    .map(|v| format!("{v:?}"))
-                            })
-                            .unwrap_or_else(|_| "?".into())
-                    })
-                    .collect();
-                out.push_str(&cells.join("|"));
+            .expect("flush token uses");
+        let pool = self.ordo.db.pool();
+        let catalogue = if self.database.url.starts_with("sqlite:") {
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name"
+        } else {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
+               AND table_name <> '_sqlx_migrations' ORDER BY 1"
+        };
+        let tables: Vec<String> = sqlx::query_scalar(catalogue)
+            .fetch_all(pool)
+            .await
+            .expect("tables");
+        assert!(tables.len() >= 19, "the catalogue lists {tables:?}");
+        let mut out = String::new();
+        for table in tables {
+            if skipped.contains(&table.as_str()) {
+                continue;
+            }
+            let sql = match table.as_str() {
+                "order_status_counts" => "SELECT status, CAST(SUM(n) AS BIGINT) AS n
+                     FROM order_status_counts GROUP BY status HAVING SUM(n) <> 0"
+                    .to_owned(),
+                "order_day_totals" => "SELECT day, currency, CAST(SUM(placed) AS BIGINT) AS placed,
+                            CAST(SUM(paid) AS BIGINT) AS paid, CAST(SUM(paid_cents) AS BIGINT) AS paid_cents
+                     FROM order_day_totals GROUP BY day, currency"
+                    .to_owned(),
+                _ => format!("SELECT * FROM {table}"),
+            };
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await
+                .expect("snapshot");
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|row| {
+                    use sqlx::Column;
+                    row.columns()
+                        .iter()
+                        .map(|c| {
+                            let i = c.ordinal();
+                            row.try_get::<Option<i64>, _>(i)
+                                .map(|v| format!("{v:?}"))
+                                .or_else(|_| {
+                                    row.try_get::<Option<String>, _>(i)
+                                        .map(|v| format!("{v:?}"))
+                                })
+                                .or_else(|_| {
+                                    row.try_get::<Option<bool>, _>(i).map(|v| format!("{v:?}"))
+                                })
+                                .or_else(|_| {
+                                    row.try_get::<Option<f64>, _>(i).map(|v| format!("{v:?}"))
+                                })
+                                .unwrap_or_else(|e| {
+                                    panic!("snapshot cannot read {table}.{}: {e}", c.name())
+                                })
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            // Row order is the database's business; the rows are what count.
+            lines.sort();
+            out.push_str(&format!("{table}: {} rows\n", lines.len()));
+            for line in lines {
+                out.push_str(&line);
                 out.push('\n');
             }
         }

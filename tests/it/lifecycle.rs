@@ -377,8 +377,22 @@ async fn roles_are_enforced(backend: Backend) {
             Err(Error::Forbidden { .. })
         ));
     }
-    let own = shop.ordo.orders(shop.owner(), Default::default()).await;
-    assert!(own.is_ok());
+    let own = shop
+        .ordo
+        .orders(
+            shop.owner(),
+            ordo::orders::OrderFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        own.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [id],
+        "the owner lists their own order"
+    );
     let theirs = shop
         .ordo
         .orders(

@@ -230,8 +230,9 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
         }
     };
     all_swept("the backlog").await;
-    // Then new orders through the API, due at once (timeout 0), are cancelled within about
-    // one interval (1 s) of their deadline.
+    // Then new orders through the API, due at once (timeout 0), are cancelled by the
+    // servers' schedulers, after their deadline. (How soon is printed, not asserted: on a
+    // loaded machine a tick may come late.)
     let mut placed = Vec::new();
     for i in 0..10 {
         let response = client
@@ -248,14 +249,22 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
     }
     all_swept("the new orders").await;
     let total = n as i64 + 10;
+    let mut lags = Vec::new();
     for id in placed {
         let order = shop.ordo.order(shop.staff(), id).await.unwrap().order;
+        assert_eq!(order.status, ordo::domain::OrderStatus::Cancelled);
+        assert_eq!(order.cancel_reason.as_deref(), Some("payment timeout"));
         let lag = order.cancelled_at.unwrap() - order.created_at;
-        assert!(
-            lag <= 2_500,
-            "order {id} cancelled {lag} ms after its deadline"
+        assert!(lag >= 0, "order {id} cancelled before its deadline");
+        let history = shop.history(id).await;
+        assert_eq!(
+            history.last().unwrap().actor,
+            "system:expiry",
+            "{history:?}"
         );
+        lags.push(lag);
     }
+    eprintln!("new orders cancelled this many ms after their deadline: {lags:?}");
 
     for server in &servers {
         signal(server, libc::SIGTERM);
@@ -276,6 +285,10 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
         cancelled_by.push(cancelled);
     }
     eprintln!("cancelled by each server: {cancelled_by:?}");
+    assert!(
+        cancelled_by.iter().all(|c| *c > 0),
+        "both servers swept: {cancelled_by:?}"
+    );
     assert_eq!(
         cancelled_by.iter().sum::<u64>() as i64,
         total,
@@ -291,9 +304,13 @@ async fn two_servers_share_the_sweep_and_stop_cleanly_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the shared PostgreSQL server; run alone"]
 async fn postgres_restart_is_survived() {
-    if crate::helpers::postgres_url().is_none() {
-        return;
-    }
+    // Run only when asked for by name: without PostgreSQL there is nothing to restart, and
+    // passing would say otherwise.
+    assert!(
+        crate::helpers::postgres_url().is_some(),
+        "postgres_restart_is_survived needs {}",
+        crate::helpers::PG_ENV
+    );
     let shop = TestShop::new(Backend::Postgres).await;
     let p = shop.product(1000, 100).await;
     let port = free_port();
@@ -519,7 +536,12 @@ async fn a_sweep_started_over_http_answers_at_once_and_records_its_run(backend: 
     // Small batches, so that the run is still going when SIGTERM comes.
     let (mut server, base) = serve(&shop, &[("ORDO_SWEEP_BATCH_SIZE", "50")]).await;
     let (took, location) = start(base).await;
-    assert!(took < Duration::from_secs(1), "202 took {took:?}");
+    // At once: the 202 came before the run finished (how fast is the benchmarks' business).
+    let record = run(location.clone()).await;
+    assert_eq!(
+        record["state"], "running",
+        "after the 202 ({took:?}): {record}"
+    );
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let record = run(location.clone()).await;
@@ -553,7 +575,15 @@ async fn a_sweep_started_over_http_answers_at_once_and_records_its_run(backend: 
     // A new run finishes the rest, and its record ends with the true summary.
     let (mut server, base) = serve(&shop, &[]).await;
     let (took, location) = start(base).await;
-    assert!(took < Duration::from_secs(1), "202 took {took:?}");
+    let record = run(location.clone()).await;
+    assert_eq!(
+        record["state"], "running",
+        "after the 202 ({took:?}): {record}"
+    );
+    assert!(
+        record["cancelled"].as_i64().unwrap() < n - cancelled,
+        "after the 202: {record}"
+    );
     let until = Instant::now() + Duration::from_secs(120);
     let record = loop {
         let record = run(location.clone()).await;

@@ -127,6 +127,8 @@ async fn dry_run_changes_nothing_and_says_would_cancel(backend: Backend) {
     assert_eq!(seen.len(), 7);
     assert!(seen.iter().all(|(_, o)| *o == OrderOutcome::WouldCancel));
 
+    let before_except_runs = shop.snapshot_except(&["sweep_runs", "audit_log"]).await;
+    let audited = shop.count("SELECT COUNT(*) FROM audit_log").await;
     let out = run_cli(
         &shop,
         &[
@@ -141,7 +143,28 @@ async fn dry_run_changes_nothing_and_says_would_cancel(backend: Backend) {
     assert!(stdout.contains("would cancel 7"), "{stdout}");
     assert!(!stdout.to_lowercase().contains("cancelled 7"), "{stdout}");
     assert!(stdout.contains("dry run: yes"), "{stdout}");
-    assert_eq!(shop.snapshot().await, before);
+    // The run itself is recorded (every run is, SPEC section 12) and audited; nothing else
+    // changed.
+    assert_eq!(
+        shop.snapshot_except(&["sweep_runs", "audit_log"]).await,
+        before_except_runs
+    );
+    let runs: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT trigger, CASE WHEN dry_run THEN 1 ELSE 0 END, state, would_cancel FROM sweep_runs",
+    )
+    .fetch_all(shop.ordo.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(runs, [("cli".to_owned(), 1, "finished".to_owned(), 7)]);
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM audit_log WHERE action = 'sweep.run'")
+            .await,
+        1
+    );
+    assert_eq!(
+        shop.count("SELECT COUNT(*) FROM audit_log").await,
+        audited + 1
+    );
 }
 
 async fn sweep_is_payment_aware(backend: Backend) {
@@ -280,9 +303,14 @@ async fn one_bad_order_fails_alone(backend: Backend) {
 async fn limit_and_batches(backend: Backend) {
     let shop = TestShop::new(backend).await;
     let p = shop.product(100, 100).await;
-    for _ in 0..25 {
-        shop.order(&[(p.id, 1)]).await;
+    // Each order a second older than the one placed before it: age order is the reverse of
+    // id order, so a sweep that went by id would take the youngest.
+    let mut by_age = Vec::new();
+    for i in 0..25 {
+        shop.ordo.clock.set(T0 + (25 - i) * 1000);
+        by_age.push(shop.order(&[(p.id, 1)]).await.order.order.id);
     }
+    by_age.reverse();
     shop.ordo.clock.set(T0 + 31 * MINUTE);
     let limited = sweep(
         &shop,
@@ -298,16 +326,13 @@ async fn limit_and_batches(backend: Backend) {
         .count("SELECT COUNT(*) FROM orders WHERE status = 'pending'")
         .await;
     assert_eq!(pending, 15);
-    let oldest_cancelled = shop
-        .count("SELECT MAX(id) FROM orders WHERE status = 'cancelled'")
-        .await;
-    let youngest_pending = shop
-        .count("SELECT MIN(id) FROM orders WHERE status = 'pending'")
-        .await;
-    assert!(
-        oldest_cancelled < youngest_pending,
-        "oldest orders go first"
-    );
+    let cancelled: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = 'cancelled' ORDER BY created_at, id",
+    )
+    .fetch_all(shop.ordo.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(cancelled, by_age[..10], "oldest orders go first");
 
     let rest = sweep(
         &shop,
@@ -454,7 +479,9 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
     }
     shop.ordo.clock.set(T0 + 31 * MINUTE);
 
-    let go = Arc::new(tokio::sync::Barrier::new(sweeps + 1));
+    // The sweeps and the payers start together.
+    let payers = 8;
+    let go = Arc::new(tokio::sync::Barrier::new(sweeps + payers + 1));
     let mut sweepers = Vec::new();
     for _ in 0..sweeps {
         let db = Db::connect(&shop.database.url, 4).await.unwrap();
@@ -477,18 +504,20 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
         }));
     }
     // Every fifth order's payment succeeds while the sweeps run: eight payers, youngest
-    // orders first (the sweeps go oldest first), so some payments win and some come late.
+    // orders first (the sweeps go oldest first), so some payments win and some come late;
+    // both must happen.
     let to_pay: Vec<_> = placed
         .iter()
         .rev()
         .step_by(5)
         .map(|p| p.payment.clone())
         .collect();
-    let payers: Vec<_> = (0..8)
+    let payers: Vec<_> = (0..payers)
         .map(|k| {
-            let shop = shop.clone();
-            let mine: Vec<_> = to_pay.iter().skip(k).step_by(8).cloned().collect();
+            let (shop, go) = (shop.clone(), go.clone());
+            let mine: Vec<_> = to_pay.iter().skip(k).step_by(payers).cloned().collect();
             tokio::spawn(async move {
+                go.wait().await;
                 let mut outcomes = Vec::new();
                 for payment in mine {
                     let outcome = shop
@@ -509,10 +538,12 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
         .collect();
     go.wait().await;
     let mut cancelled_by_sweeps = 0;
+    let mut cancelled_per_sweep = Vec::new();
     for s in sweepers {
         let summary = s.await.unwrap();
         assert_eq!(summary.errors, 0, "{summary:?}");
         cancelled_by_sweeps += summary.cancelled;
+        cancelled_per_sweep.push(summary.cancelled);
     }
     let mut outcomes = Vec::new();
     for payer in payers {
@@ -545,8 +576,21 @@ pub async fn race_sweeps_and_payments(backend: Backend, orders: usize, sweeps: u
         "an order is paid only by its payment"
     );
     eprintln!(
-        "{backend:?}: {orders} orders, {sweeps} sweeps: {cancelled} cancelled, {paid} paid in time, {late} paid late"
+        "{backend:?}: {orders} orders, {sweeps} sweeps: {cancelled} cancelled ({cancelled_per_sweep:?}), {paid} paid in time, {late} paid late"
     );
+    assert!(
+        paid_events > 0 && late > 0,
+        "the payments raced the sweeps: {paid_events} in time, {late} late"
+    );
+    // On PostgreSQL the sweeps claim batches past each other's locks (SKIP LOCKED) and
+    // share the work; SQLite runs one writer at a time, and one sweep may take it all.
+    if backend == Backend::Postgres {
+        assert!(
+            cancelled_per_sweep.iter().filter(|c| **c > 0).count() >= 2,
+            "the sweeps raced each other: cancelled {cancelled_per_sweep:?}"
+        );
+    }
+
     let refunds = shop
         .count("SELECT COUNT(*) FROM payments WHERE refund_required")
         .await;

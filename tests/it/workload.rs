@@ -58,6 +58,12 @@ pub struct Report {
     pub connection_errors: u64,
     pub server_errors: Vec<String>,
     pub crashes: u64,
+    /// Each SIGKILL the test sent: when it was sent, and when the restarted server answered
+    /// `/readyz` again.
+    pub crash_windows: Vec<(Instant, Instant)>,
+    /// Every operation: when it was sent, when it was answered or failed, its kind and its
+    /// status (`None`: no answer, the connection failed).
+    pub timeline: Vec<(Instant, Instant, &'static str, Option<u16>)>,
     pub acknowledged_orders: HashSet<i64>,
     pub acknowledged_adjustments: u64,
     pub unacknowledged_adjustments: u64,
@@ -143,6 +149,23 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// A crash the test causes: the server must still be running (one that exited by
+    /// itself is a failure, not a crash to count), and it must die of this SIGKILL.
+    fn crash(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self.child.take().expect("a server to crash");
+        if let Some(status) = child.try_wait().expect("server status") {
+            panic!("ordo serve exited by itself ({status}) before the test killed it");
+        }
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("wait for the killed server");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "ordo serve ended with {status}, not by the test's SIGKILL"
+        );
     }
 
     fn terminate(&mut self) -> Option<std::process::ExitStatus> {
@@ -267,10 +290,16 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
                 }
                 tokio::time::sleep(pause).await;
                 let mut s = server.lock().await;
-                s.kill();
-                shared.lock().unwrap().report.crashes += 1;
+                let killed_at = Instant::now();
+                s.crash();
                 s.spawn();
                 s.wait_ready().await;
+                let mut shared = shared.lock().unwrap();
+                shared.report.crashes += 1;
+                shared
+                    .report
+                    .crash_windows
+                    .push((killed_at, Instant::now()));
             }
         })
     });
@@ -284,7 +313,7 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
     {
         let mut s = server.lock().await;
         if plan.crashes {
-            s.kill();
+            s.crash();
             s.spawn();
             s.wait_ready().await;
         }
@@ -335,6 +364,7 @@ pub async fn run(backend: Backend, plan: Plan) -> Report {
         );
     }
     let report = std::mem::take(&mut shared.lock().unwrap().report);
+    check_crashes(&report, plan, deadline);
     check_invariants(&db, &report, plan).await;
     check_events_and_audit(&db, &report, plan, &receiver).await;
     db.close().await;
@@ -395,6 +425,7 @@ async fn one_operation(
     customers: &[String],
     staff: &str,
 ) {
+    let started = Instant::now();
     let roll = rng.random_range(0..100);
     let request_id = format!("wl-{c}-{n}");
     let known = {
@@ -606,6 +637,9 @@ async fn one_operation(
     };
     let mut s = shared.lock().unwrap();
     s.report.operations += 1;
+    s.report
+        .timeline
+        .push((started, Instant::now(), kind, status));
     *s.report.by_kind.entry(kind).or_default() += 1;
     match status {
         Some(code) => {
@@ -735,6 +769,64 @@ async fn webhook(client: &reqwest::Client, base: &str, body: &str) -> (Option<u1
             (Some(status), r.json().await.unwrap_or(Value::Null))
         }
         Err(_) => (None, Value::Null),
+    }
+}
+
+/// Every failed connection is explained by a SIGKILL the test sent (it was in flight at the
+/// kill, or sent before the restarted server was ready), none happens without crashes, and
+/// after every restart the server acknowledged an order before the next kill.
+fn check_crashes(report: &Report, plan: Plan, deadline: Instant) {
+    let seed = plan.seed;
+    let failed: Vec<&(Instant, Instant, &str, Option<u16>)> = report
+        .timeline
+        .iter()
+        .filter(|(_, _, _, status)| status.is_none())
+        .collect();
+    assert_eq!(failed.len() as u64, report.connection_errors);
+    if !plan.crashes {
+        assert!(
+            failed.is_empty(),
+            "seed {seed}: {} requests found no server, which was never killed",
+            failed.len()
+        );
+        return;
+    }
+    assert_eq!(report.crash_windows.len() as u64, report.crashes);
+    for (sent, failed_at, _, _) in &failed {
+        assert!(
+            report
+                .crash_windows
+                .iter()
+                .any(|(killed, ready)| sent <= ready && failed_at >= killed),
+            "seed {seed}: a request sent {:?} into the run failed with no SIGKILL of ours \
+             around it",
+            sent.duration_since(report.timeline[0].0)
+        );
+    }
+    for (i, (_, ready)) in report.crash_windows.iter().enumerate() {
+        let next_kill = report
+            .crash_windows
+            .get(i + 1)
+            .map_or(deadline, |(killed, _)| *killed);
+        // The killer waits at least 300 ms after a restart; a last restart that came back
+        // later than that before the clients' deadline had no time to serve them.
+        if next_kill < *ready + Duration::from_millis(300) {
+            assert_eq!(i + 1, report.crash_windows.len(), "seed {seed}");
+            continue;
+        }
+        assert!(
+            report
+                .timeline
+                .iter()
+                .any(|(sent, answered, kind, status)| {
+                    sent >= ready
+                        && answered <= &next_kill
+                        && *kind == "place"
+                        && *status == Some(201)
+                }),
+            "seed {seed}: no order was acknowledged between restart {} and the next kill",
+            i + 1
+        );
     }
 }
 

@@ -151,6 +151,39 @@ impl Scenario {
         }
     }
 
+    /// Goes to `path` and returns its visible text once the page has rendered as a console
+    /// page in `lang`: the address is still `path`, and the page has the console's
+    /// navigation and a heading. A check that something is absent is made on this text,
+    /// never on an error page or on a page still loading.
+    async fn rendered(&self, path: &str, lang: &str) -> String {
+        self.goto(path).await;
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = self
+                .client()
+                .execute(
+                    "const h = document.querySelector('main#main h1');
+                     return document.readyState === 'complete'
+                         && document.querySelector('header.top nav') !== null
+                         && h !== null && h.innerText.trim() !== ''
+                         ? [document.documentElement.lang, document.body.innerText] : null;",
+                    vec![],
+                )
+                .await;
+            if let Ok(serde_json::Value::Array(page)) = &page {
+                assert_eq!(self.path().await, path, "{path} went elsewhere");
+                assert_eq!(page[0], lang, "{path} is not in {lang}");
+                return page[1].as_str().expect("the page's text").to_owned();
+            }
+            assert!(
+                Instant::now() < until,
+                "{path} did not render as a console page: {page:?}; it says:\n{}",
+                self.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn path(&self) -> String {
         let url = self.client().current_url().await.expect("url");
         match url.query() {
@@ -428,8 +461,7 @@ async fn the_console_in_a_browser() {
         OrderStatus::Cancelled
     );
     // ... and the order left "expiring soon".
-    s.goto("/console/expiring").await;
-    let list = s.text().await;
+    let list = s.rendered("/console/expiring", "en").await;
     assert!(!list.contains(&soon_number), "{list}");
     s.goto(&format!("/console/orders/{}", soon.order.order.id))
         .await;
@@ -503,8 +535,7 @@ async fn the_console_in_a_browser() {
     s.wait_for_text(10, "the Chinese dashboard", |t| t.contains("仪表盘"))
         .await;
     for page in every_page(pending.order.order.id, tee.id) {
-        s.goto(&page).await;
-        let text = s.text().await;
+        let text = s.rendered(&page, "zh-CN").await;
         let leaked = english_labels_in(&text);
         assert!(leaked.is_empty(), "{page} shows English labels: {leaked:?}");
         s.accessible(&page).await;
