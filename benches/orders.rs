@@ -5,17 +5,20 @@
 //! the per-token rate limiter run at their defaults. The baseline, in the same run: the
 //! same transaction's statements driven straight at PostgreSQL by pgbench, one order per
 //! transaction, at the same concurrency. Variants: the rate limiter off; one webhook
-//! endpoint subscribed with a local receiver (its delivery lag measured). Afterwards:
+//! endpoint subscribed with a local receiver (its delivery lag measured); WeChat Pay as the
+//! default payment provider (placement never waits on it). Afterwards:
 //! nothing oversold (stock + units reserved = the start) and `ordo check` clean.
 //!
 //!     cargo bench --bench orders -- [--seconds 10] [--connections 64,256]
 //!         [--backends postgres,sqlite] [--only spread|hot] [--skip-variants]
-//!         [--variant limiter-off|endpoint] [--no-baseline] [--rate ORDERS_PER_S]
+//!         [--variant limiter-off|endpoint|wechatpay] [--no-baseline] [--rate ORDERS_PER_S]
 //!
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
 //! Needs `pgbench` (Debian: postgresql-contrib or postgresql-client).
 
 mod common;
+#[path = "../tests/doubles/mod.rs"]
+mod doubles;
 
 use common::{Backend, fresh_pg_database, percentile, scalar};
 use std::process::{Command, Stdio};
@@ -53,6 +56,9 @@ enum Variant {
     LimiterOff,
     /// One endpoint subscribed to every event, a local receiver answering 200.
     Endpoint,
+    /// `default_payment_provider = wechatpay`: each order's first payment is a WeChat Pay
+    /// one (opened at WeChat Pay only when the customer asks for it, never while placing).
+    Wechatpay,
 }
 
 impl Variant {
@@ -61,6 +67,7 @@ impl Variant {
             Variant::Default => "defaults",
             Variant::LimiterOff => "rate limiter off",
             Variant::Endpoint => "1 webhook endpoint",
+            Variant::Wechatpay => "default provider wechatpay",
         }
     }
 }
@@ -118,7 +125,8 @@ fn parse_args() -> Args {
                 args.only_variant = match it.next().as_deref() {
                     Some("limiter-off") => Some(Variant::LimiterOff),
                     Some("endpoint") => Some(Variant::Endpoint),
-                    other => panic!("--variant limiter-off|endpoint, not {other:?}"),
+                    Some("wechatpay") => Some(Variant::Wechatpay),
+                    other => panic!("--variant limiter-off|endpoint|wechatpay, not {other:?}"),
                 }
             }
             "--target" => args.target = it.next(),
@@ -163,7 +171,7 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
     let statements = [
         format!(
             "{}INSERT INTO products (sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)
-             SELECT 'LOAD-' || x, 'Load product', 100, 'EUR', {STOCK}, 0, {yes}, 0, 0 FROM {}",
+             SELECT 'LOAD-' || x, 'Load product', 100, 'CNY', {STOCK}, 0, {yes}, 0, 0 FROM {}",
             with(PRODUCTS),
             from(PRODUCTS)
         ),
@@ -198,7 +206,7 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
     let history = [
         format!(
             "{}INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at, cancelled_at, cancel_reason)
-             SELECT x, 'ORD-PAST-' || x, 2 + x % {CUSTOMERS}, 'cancelled', 100, 'EUR', x, x, x, 'past' FROM {}",
+             SELECT x, 'ORD-PAST-' || x, 2 + x % {CUSTOMERS}, 'cancelled', 100, 'CNY', x, x, x, 'past' FROM {}",
             with(past),
             from(past)
         ),
@@ -222,7 +230,7 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
         // The open tail: pending, reserved, a payment open for another half hour.
         format!(
             "{}INSERT INTO orders (id, number, user_id, status, total_cents, currency, created_at, updated_at)
-             SELECT {past} + x, 'ORD-OPEN-' || x, 2 + x % {CUSTOMERS}, 'pending', 100, 'EUR', {now}, {now} FROM {}",
+             SELECT {past} + x, 'ORD-OPEN-' || x, 2 + x % {CUSTOMERS}, 'pending', 100, 'CNY', {now}, {now} FROM {}",
             with(OPEN_ORDERS),
             from(OPEN_ORDERS)
         ),
@@ -484,6 +492,19 @@ async fn bench_ordo(
     if variant == Variant::LimiterOff {
         command.env("ORDO_RATE_LIMIT_PER_SECOND", "0");
     }
+    // Kept alive while the server runs; nothing is asked of it while placing.
+    let _double = if variant == Variant::Wechatpay {
+        let double = doubles::wechatpay::WechatPayDouble::start(ordo::Clock::system()).await;
+        for (key, value) in double.settings(dir) {
+            command.env(format!("ORDO_{}", key.to_ascii_uppercase()), value);
+        }
+        command
+            .env("ORDO_DEFAULT_PAYMENT_PROVIDER", "wechatpay")
+            .env("ORDO_PUBLIC_URL", "http://127.0.0.1:9");
+        Some(double)
+    } else {
+        None
+    };
     if let Ok(extra) = std::env::var("ORDO_BENCH_SERVE_ARGS") {
         command.args(extra.split_whitespace());
     }
@@ -549,7 +570,7 @@ const PGBENCH_SCRIPT: &str = r#"
 \set pid random(1, :products)
 BEGIN;
 UPDATE products SET stock = stock - 1, updated_at = 1 WHERE id = :pid AND active AND stock >= 1 RETURNING price_cents, currency;
-INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at) VALUES (md5(random()::text || clock_timestamp()::text), 2, 'pending', 100, 'EUR', NULL, 1, 1) RETURNING id AS order_id \gset
+INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at) VALUES (md5(random()::text || clock_timestamp()::text), 2, 'pending', 100, 'CNY', NULL, 1, 1) RETURNING id AS order_id \gset
 INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (:order_id, :pid, 1, 100);
 INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at) VALUES (:pid, :order_id, -1, 'reserve', 'user:2', NULL, 1);
 INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at) VALUES (:order_id, NULL, 'pending', 'user:2', NULL, 1);
@@ -705,7 +726,11 @@ fn main() {
                 {
                     match args.only_variant {
                         Some(only) => variants.push(only),
-                        None => variants.extend([Variant::LimiterOff, Variant::Endpoint]),
+                        None => variants.extend([
+                            Variant::LimiterOff,
+                            Variant::Endpoint,
+                            Variant::Wechatpay,
+                        ]),
                     }
                 }
                 for variant in variants {

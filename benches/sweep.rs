@@ -4,11 +4,20 @@
 //!
 //!     cargo bench --bench sweep -- [--sizes 100000,1000000] [--backends sqlite,postgres] [--batch-size 1000]
 //!         [--states vacuumed,written]
+//!     cargo bench --bench sweep -- --provider [--sizes 1000,10000] [--provider-delay-ms 50]
+//!         [--provider-concurrency 32]
+//!
+//! With `--provider`: every overdue order has a payment open at WeChat Pay (a double that
+//! answers after the delay), so the sweep asks and closes each before cancelling it. Its
+//! rate is held against the bound the concurrency and two round trips per order allow:
+//! concurrency / (2 x delay).
 //!
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres),
 //! a user that may create databases. Prints a Markdown table for BENCHMARKS.md.
 
 mod common;
+#[path = "../tests/doubles/mod.rs"]
+mod doubles;
 
 use common::{Backend, pg_url};
 use ordo::Db;
@@ -24,6 +33,10 @@ struct Args {
     batch_size: u32,
     /// Which seeded states to measure: after `VACUUM ANALYZE` (true), just written (false).
     states: Vec<bool>,
+    /// Every order's payment open at WeChat Pay's double.
+    provider: bool,
+    provider_delay_ms: u64,
+    provider_concurrency: u32,
 }
 
 fn parse_args() -> Args {
@@ -32,11 +45,31 @@ fn parse_args() -> Args {
         backends: vec![Backend::Postgres, Backend::Sqlite],
         batch_size: 1000,
         states: vec![true, false],
+        provider: false,
+        provider_delay_ms: 50,
+        provider_concurrency: 32,
     };
+    let mut sizes_given = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            "--provider" => args.provider = true,
+            "--provider-delay-ms" => {
+                args.provider_delay_ms = it
+                    .next()
+                    .expect("--provider-delay-ms N")
+                    .parse()
+                    .expect("a number")
+            }
+            "--provider-concurrency" => {
+                args.provider_concurrency = it
+                    .next()
+                    .expect("--provider-concurrency N")
+                    .parse()
+                    .expect("a number")
+            }
             "--sizes" => {
+                sizes_given = true;
                 args.sizes = it
                     .next()
                     .expect("--sizes N,N")
@@ -66,6 +99,9 @@ fn parse_args() -> Args {
             }
             _ => {} // `cargo bench` passes --bench
         }
+    }
+    if args.provider && !sizes_given {
+        args.sizes = vec![1_000, 10_000];
     }
     args
 }
@@ -593,8 +629,197 @@ async fn bench_one(
     }
 }
 
+struct ProviderRow {
+    backend: Backend,
+    n: i64,
+    sweep_s: f64,
+    queried: i64,
+    closed: i64,
+    rss_mib: f64,
+}
+
+/// The sweep with every overdue order's payment open at WeChat Pay's double, which answers
+/// each call after `delay_ms`: asked, closed, cancelled.
+async fn bench_provider(
+    backend: Backend,
+    n: i64,
+    args: &Args,
+    dir: &std::path::Path,
+) -> ProviderRow {
+    let admin = std::env::var("ORDO_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = "ordo_bench_sweep_provider";
+    let url = url_of(backend, &admin, dir, name);
+    match backend {
+        Backend::Sqlite => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(dir.join(format!("{name}.db{suffix}")));
+            }
+        }
+        Backend::Postgres => {
+            common::fresh_pg_database(name).await;
+        }
+    }
+    let db = Db::connect(&url, 1).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    db.close().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut sql = seed_sql(backend, n, now - 24 * 3_600_000, true);
+    let yes = if backend == Backend::Postgres {
+        "TRUE"
+    } else {
+        "1"
+    };
+    // WeChat Pay takes yuan: the orders (and the console's day totals of them) in CNY.
+    sql.push("UPDATE orders SET currency = 'CNY'".to_owned());
+    sql.push("UPDATE order_day_totals SET currency = 'CNY'".to_owned());
+    sql.push(format!(
+        "UPDATE payments SET provider = 'wechatpay', method = 'wechatpay_jsapi',
+                merchant_ref = 'BENCH' || CAST(id AS TEXT), provider_ref = 'BENCH' || CAST(id AS TEXT),
+                provider_open = {yes}, provider_state = 'NOTPAY'"
+    ));
+    execute_all(&url, &sql).await;
+
+    // The double, on a runtime of its own: the sweep's process is waited for on this one.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let delay = Duration::from_millis(args.provider_delay_ms);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let double = doubles::wechatpay::WechatPayDouble::start(ordo::Clock::system()).await;
+            double.set_delay(delay);
+            tx.send(double).expect("send the double");
+            std::future::pending::<()>().await;
+        });
+    });
+    let double = rx.recv().expect("the double");
+    for id in 1..=n {
+        double.insert(&format!("BENCH{id}"), 100, "http://127.0.0.1:9/notify");
+    }
+    let keys = dir.join("provider-keys");
+    std::fs::create_dir_all(&keys).expect("keys dir");
+    let mut env: Vec<(String, String)> = double
+        .settings(&keys)
+        .into_iter()
+        .map(|(k, v)| (format!("ORDO_{}", k.to_ascii_uppercase()), v))
+        .collect();
+    env.push(("ORDO_PUBLIC_URL".into(), "http://127.0.0.1:9".into()));
+    env.push((
+        "ORDO_PROVIDER_CONCURRENCY".into(),
+        args.provider_concurrency.to_string(),
+    ));
+    // SAFETY: set before the child is spawned; this benchmark runs one sweep at a time.
+    unsafe {
+        std::env::set_var("ORDO_EVENTS", "true");
+        for (k, v) in &env {
+            std::env::set_var(k, v);
+        }
+    }
+    let batch = args.batch_size.to_string();
+    let (_, rss_kib, stdout, code) = run_measured(
+        env!("CARGO_BIN_EXE_ordo"),
+        &[
+            "--database-url",
+            &url,
+            "cancel-unpaid-orders",
+            "--json",
+            "--batch-size",
+            &batch,
+        ],
+    );
+    // SAFETY: as above.
+    unsafe {
+        for (k, _) in &env {
+            std::env::remove_var(k);
+        }
+    }
+    assert_eq!(code, 0, "sweep failed: {stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("json summary");
+    assert_eq!(summary["cancelled"].as_i64(), Some(n), "{summary}");
+    assert_eq!(summary["deferred"].as_i64(), Some(0), "{summary}");
+    assert!(
+        double.txns().iter().all(|t| t.state == "CLOSED"),
+        "every transaction closed at the double"
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["--database-url", &url, "check"])
+        .env("ORDO_LOG", "warn")
+        .output()
+        .expect("ordo check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    ProviderRow {
+        backend,
+        n,
+        sweep_s: summary["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        queried: summary["queried"].as_i64().unwrap_or(0),
+        closed: summary["closed"].as_i64().unwrap_or(0),
+        rss_mib: rss_kib as f64 / 1024.0,
+    }
+}
+
+fn provider_main(args: &Args) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bound =
+        f64::from(args.provider_concurrency) / (2.0 * args.provider_delay_ms as f64 / 1000.0);
+    let mut rows = Vec::new();
+    for &backend in &args.backends {
+        for &n in &args.sizes {
+            eprintln!("{backend:?}: {n} overdue orders open at WeChat Pay...");
+            let row = rt.block_on(bench_provider(backend, n, args, temp.path()));
+            eprintln!(
+                "{backend:?} {n}: {:.2} s, {:.0} orders/s, peak RSS {:.1} MiB",
+                row.sweep_s,
+                n as f64 / row.sweep_s,
+                row.rss_mib
+            );
+            rows.push(row);
+        }
+    }
+    println!(
+        "| database | overdue orders | sweep (s) | orders/s | bound (orders/s) | rate / bound | provider calls | closed | peak RSS (MiB) |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut short = false;
+    for r in &rows {
+        let rate = r.n as f64 / r.sweep_s;
+        short |= rate / bound < 0.8;
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {:.0} | {:.2} | {} | {} | {:.1} |",
+            match r.backend {
+                Backend::Sqlite => "SQLite",
+                Backend::Postgres => "PostgreSQL",
+            },
+            r.n,
+            r.sweep_s,
+            rate,
+            bound,
+            rate / bound,
+            r.queried + r.closed,
+            r.closed,
+            r.rss_mib
+        );
+    }
+    println!(
+        "\nWeChat Pay double answering after {} ms; provider_concurrency {}; bound = concurrency / (2 x delay)",
+        args.provider_delay_ms, args.provider_concurrency
+    );
+    if short {
+        eprintln!("a sweep ran below 0.8 of the bound");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
     let args = parse_args();
+    if args.provider {
+        provider_main(&args);
+        return;
+    }
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path().to_path_buf();
     if std::env::var("ORDO_BENCH_KEEP").is_ok() {

@@ -753,11 +753,16 @@ impl Ordo {
                     async move {
                         let (mut queries, mut closes) = (0, 0);
                         let mut outcome = None;
+                        let mut closed = Vec::new();
                         for payment in &payments {
-                            let (asked, calls) = ordo.ask_payment(payment, true).await;
+                            let (asked, calls, unrecorded) =
+                                ordo.ask_payment_with(payment, true, false).await;
                             queries += calls.queries;
                             if asked == AskOutcome::Closed {
                                 closes += calls.closes;
+                            }
+                            if let Some(state) = unrecorded {
+                                closed.push((payment.id, state));
                             }
                             match asked {
                                 AskOutcome::Paid => outcome = Some(OrderOutcome::FoundPaid),
@@ -767,19 +772,41 @@ impl Ordo {
                                 _ => {}
                             }
                         }
-                        (
-                            order,
-                            outcome.unwrap_or(OrderOutcome::Skipped),
-                            queries,
-                            closes,
-                        )
+                        let outcome = outcome.unwrap_or(OrderOutcome::Skipped);
+                        (order, outcome, queries, closes, closed)
                     }
                 })
                 .collect();
-            let asked: Vec<(DueOrder, OrderOutcome, u64, u64)> = futures_util::stream::iter(asks)
+            let answered: Vec<_> = futures_util::stream::iter(asks)
                 .buffer_unordered(self.providers().concurrency())
                 .collect()
                 .await;
+            // What was closed at the providers, written at once; if that fails, those orders
+            // wait for the next run (asked again, found closed).
+            let closed: Vec<(i64, String)> = answered
+                .iter()
+                .flat_map(|(_, _, _, _, closed)| closed.iter().cloned())
+                .collect();
+            let written = self.record_closed_payments(&closed).await;
+            if let Err(err) = &written {
+                tracing::warn!(error = %err, "could not record payments closed at their providers");
+            }
+            let asked: Vec<(DueOrder, OrderOutcome, u64, u64)> = answered
+                .into_iter()
+                .map(
+                    |(order, outcome, queries, closes, closed)| match (&written, outcome) {
+                        (Err(err), OrderOutcome::Skipped) if !closed.is_empty() => (
+                            order,
+                            OrderOutcome::Deferred(format!(
+                                "closed at the provider, not recorded: {err}"
+                            )),
+                            queries,
+                            closes,
+                        ),
+                        (_, outcome) => (order, outcome, queries, closes),
+                    },
+                )
+                .collect();
             for (order, outcome, queries, closes) in asked {
                 summary.queried += queries;
                 summary.closed += closes;

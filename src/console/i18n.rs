@@ -323,7 +323,7 @@ catalogue! {
     provider_manual: "Manual" => "手动",
     provider_wechatpay: "WeChat Pay" => "微信支付",
     provider_alipay: "Alipay" => "支付宝",
-    provider_stripe: "Stripe" => "Stripe",
+    provider_stripe: "Stripe" => "Stripe 支付",
     provider_open_now: "open at the provider" => "渠道交易未结束",
     ask_provider: "Ask the provider now" => "立即向渠道查询",
     asked_paid: "{provider} says payment {id} was paid." => "{provider}表示支付 {id} 已付款。",

@@ -214,6 +214,26 @@ pub async fn record_closed(conn: &mut Conn, id: i64, state: &str, now: Millis) -
     Ok(())
 }
 
+/// [`record_closed`] for many payments: `id`, `state` rows (a JSON array).
+pub async fn record_closed_many(
+    conn: &mut Conn,
+    dialect: Dialect,
+    rows_json: &str,
+    now: Millis,
+) -> Result<()> {
+    let rows = dialect.json_rows(1, &[("id", "bigint"), ("state", "text")]);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE payments SET provider_open = FALSE, provider_state = r.state, provider_error = NULL,
+                provider_checked_at = $2, updated_at = $2
+         FROM {rows} WHERE payments.id = r.id"
+    )))
+    .bind(rows_json)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The provider took the money: `succeeded`, no longer open there.
 pub async fn record_succeeded(
     conn: &mut Conn,

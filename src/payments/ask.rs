@@ -34,6 +34,13 @@ pub enum AskOutcome {
     Deferred(String),
 }
 
+/// What asking came to, before it is all recorded.
+enum Asked {
+    Done(AskOutcome),
+    /// Closed at the provider; not yet written (the caller writes many at once).
+    Closed(String),
+}
+
 /// How many provider calls an ask made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Calls {
@@ -58,6 +65,28 @@ impl Ordo {
     /// transaction is closed at the provider (and a close refused because it was paid
     /// meanwhile is confirmed by asking again).
     pub(crate) async fn ask_payment(&self, payment: &Payment, close: bool) -> (AskOutcome, Calls) {
+        let (outcome, calls, unrecorded) = self.ask_payment_with(payment, close, true).await;
+        debug_assert!(unrecorded.is_none());
+        (outcome, calls)
+    }
+
+    /// [`Ordo::ask_payment`]; without `record_closed`, a payment found closed (or closed
+    /// now) is not written as closed here: its state comes back for the caller to write
+    /// with others in one statement ([`Ordo::record_closed_payments`]).
+    pub(crate) async fn ask_payment_with(
+        &self,
+        payment: &Payment,
+        close: bool,
+        record_closed: bool,
+    ) -> (AskOutcome, Calls, Option<String>) {
+        let (outcome, calls) = self.ask(payment, close, record_closed).await;
+        match outcome {
+            Asked::Done(outcome) => (outcome, calls, None),
+            Asked::Closed(state) => (AskOutcome::Closed, calls, Some(state)),
+        }
+    }
+
+    async fn ask(&self, payment: &Payment, close: bool, record_closed: bool) -> (Asked, Calls) {
         let mut calls = Calls::default();
         let kind = payment.provider;
         calls.queries += 1;
@@ -66,38 +95,44 @@ impl Ordo {
             .call(kind, Operation::Query, |p, http| p.query(http, payment))
             .await;
         let outcome = match state {
-            Err(err) => self.deferred(payment, err.to_string()).await,
+            Err(err) => Asked::Done(self.deferred(payment, err.to_string()).await),
             Ok(TxnState::Paid {
                 txn_id,
                 amount_minor,
                 currency,
                 state,
-            }) => {
+            }) => Asked::Done(
                 self.found_paid(payment, &txn_id, amount_minor, &currency, &state)
-                    .await
-            }
-            Ok(TxnState::Closed { state }) => self.closed(payment, &state).await,
+                    .await,
+            ),
+            Ok(TxnState::Closed { state }) => self.closed(payment, &state, record_closed).await,
             Ok(TxnState::Paying { state }) => {
                 self.noted(payment, &state).await;
-                if close {
+                Asked::Done(if close {
                     AskOutcome::Deferred(format!("the customer is paying right now ({state})"))
                 } else {
                     AskOutcome::Open
-                }
+                })
             }
             Ok(state @ (TxnState::Unpaid { .. } | TxnState::Missing)) => {
                 if close {
-                    self.close_at_provider(payment, &mut calls).await
+                    self.close_at_provider(payment, &mut calls, record_closed)
+                        .await
                 } else {
                     self.noted(payment, &state.label()).await;
-                    AskOutcome::Open
+                    Asked::Done(AskOutcome::Open)
                 }
             }
         };
         (outcome, calls)
     }
 
-    async fn close_at_provider(&self, payment: &Payment, calls: &mut Calls) -> AskOutcome {
+    async fn close_at_provider(
+        &self,
+        payment: &Payment,
+        calls: &mut Calls,
+        record_closed: bool,
+    ) -> Asked {
         let kind = payment.provider;
         calls.closes += 1;
         let closed = self
@@ -105,7 +140,7 @@ impl Ordo {
             .call(kind, Operation::Close, |p, http| p.close(http, payment))
             .await;
         match closed {
-            Ok(CloseOutcome::Closed) => self.closed(payment, "CLOSED").await,
+            Ok(CloseOutcome::Closed) => self.closed(payment, "CLOSED", record_closed).await,
             Ok(CloseOutcome::AlreadyPaid) => {
                 // The close's refusal is a hint; only a (verified) answer to a query is a fact.
                 calls.queries += 1;
@@ -119,22 +154,24 @@ impl Ordo {
                         amount_minor,
                         currency,
                         state,
-                    }) => {
+                    }) => Asked::Done(
                         self.found_paid(payment, &txn_id, amount_minor, &currency, &state)
-                            .await
+                            .await,
+                    ),
+                    Ok(TxnState::Closed { state }) => {
+                        self.closed(payment, &state, record_closed).await
                     }
-                    Ok(TxnState::Closed { state }) => self.closed(payment, &state).await,
-                    Ok(other) => {
+                    Ok(other) => Asked::Done(
                         self.deferred(
                             payment,
                             format!("{kind} refused to close it, yet says {}", other.label()),
                         )
-                        .await
-                    }
-                    Err(err) => self.deferred(payment, err.to_string()).await,
+                        .await,
+                    ),
+                    Err(err) => Asked::Done(self.deferred(payment, err.to_string()).await),
                 }
             }
-            Err(err) => self.deferred(payment, err.to_string()).await,
+            Err(err) => Asked::Done(self.deferred(payment, err.to_string()).await),
         }
     }
 
@@ -174,17 +211,38 @@ impl Ordo {
         }
     }
 
-    async fn closed(&self, payment: &Payment, state: &str) -> AskOutcome {
+    async fn closed(&self, payment: &Payment, state: &str, record: bool) -> Asked {
+        if !record {
+            return Asked::Closed(state.to_owned());
+        }
         let recorded = async {
             let mut conn = self.db.pool().acquire().await?;
             db::payments::record_closed(&mut conn, payment.id, state, self.clock.now()).await
         };
-        match recorded.await {
+        Asked::Done(match recorded.await {
             Ok(()) => AskOutcome::Closed,
             Err(err) => {
                 AskOutcome::Deferred(format!("closed at the provider, not recorded: {err}"))
             }
+        })
+    }
+
+    /// Records payments found or made closed at their providers, `(payment id, the
+    /// provider's word)`, in one statement.
+    pub(crate) async fn record_closed_payments(&self, closed: &[(i64, String)]) -> Result<()> {
+        if closed.is_empty() {
+            return Ok(());
         }
+        let rows = serde_json::to_string(
+            &closed
+                .iter()
+                .map(|(id, state)| serde_json::json!({"id": id, "state": state}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".to_owned());
+        let mut conn = self.db.pool().acquire().await?;
+        db::payments::record_closed_many(&mut conn, self.db.dialect(), &rows, self.clock.now())
+            .await
     }
 
     /// Keeps what the provider said; a failure to keep it costs nothing but the note.

@@ -155,6 +155,29 @@ impl WechatPayDouble {
         ]
     }
 
+    /// A transaction as if ordo had opened it (seeding large benchmarks).
+    pub fn insert(&self, out_trade_no: &str, total: i64, notify_url: &str) {
+        let txn = Txn {
+            out_trade_no: out_trade_no.to_owned(),
+            appid: APPID.to_owned(),
+            description: "Seeded".to_owned(),
+            total,
+            currency: "CNY".to_owned(),
+            openid: "oSeeded".to_owned(),
+            time_expire: china_time(self.clock.now()),
+            notify_url: notify_url.to_owned(),
+            prepay_id: format!("wx{}", random(34).to_ascii_lowercase()),
+            state: "NOTPAY".to_owned(),
+            transaction_id: None,
+            prepays: 1,
+        };
+        self.inner
+            .lock()
+            .unwrap()
+            .txns
+            .insert(out_trade_no.to_owned(), txn);
+    }
+
     pub fn txn(&self, out_trade_no: &str) -> Option<Txn> {
         self.inner.lock().unwrap().txns.get(out_trade_no).cloned()
     }
