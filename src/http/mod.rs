@@ -207,8 +207,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// What the annotations cannot say: a stock adjustment is never zero, and a line holds at
-/// most the configured units per order.
+/// What the annotations cannot say: a stock adjustment is never zero, a line holds at
+/// most the configured units per order, and webhook endpoints are `https` unless this
+/// server allows private targets.
 fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> serde_json::Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
@@ -216,6 +217,13 @@ fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> se
     if policy.max_units_per_order > 0 {
         schemas["OrderLine"]["properties"]["quantity"]["maximum"] =
             serde_json::json!(policy.max_units_per_order);
+    }
+    if !policy.webhook_allow_private {
+        let https_only =
+            crate::events::endpoints::URL_PATTERN.replacen("^https?://", "^https://", 1);
+        for schema in ["EndpointRequest", "EndpointChange"] {
+            schemas[schema]["properties"]["url"]["pattern"] = serde_json::json!(https_only);
+        }
     }
     doc
 }
