@@ -55,6 +55,13 @@ pub struct Settings {
     /// With this set (`amqp://user:pass@host:5672/%2f`), every event is also published to
     /// the topic exchange `ordo.events`.
     pub events_amqp_url: Option<String>,
+    /// Where `ordo backup`, `--backup-first` and scheduled snapshots write (SQLite).
+    /// Default: `backups` beside the database file.
+    pub backup_dir: Option<String>,
+    /// Minutes between scheduled snapshots of a SQLite database (0: none).
+    pub backup_interval_minutes: u32,
+    /// How many scheduled snapshots to keep; older ones are removed.
+    pub backup_keep: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -91,6 +98,9 @@ impl std::fmt::Debug for Settings {
                 "events_amqp_url",
                 &self.events_amqp_url.as_deref().map(redact_url),
             )
+            .field("backup_dir", &self.backup_dir)
+            .field("backup_interval_minutes", &self.backup_interval_minutes)
+            .field("backup_keep", &self.backup_keep)
             .finish()
     }
 }
@@ -136,6 +146,9 @@ impl Default for Settings {
             webhook_timeout_seconds: 15,
             webhook_allow_private: false,
             events_amqp_url: None,
+            backup_dir: None,
+            backup_interval_minutes: 0,
+            backup_keep: 24,
         }
     }
 }
@@ -161,6 +174,9 @@ const KEYS: &[&str] = &[
     "webhook_timeout_seconds",
     "webhook_allow_private",
     "events_amqp_url",
+    "backup_dir",
+    "backup_interval_minutes",
+    "backup_keep",
 ];
 
 impl Settings {
@@ -223,8 +239,24 @@ impl Settings {
                 redact_url(url)
             )));
         }
+        if self.backup_keep == 0 {
+            return Err(Error::Config(
+                "backup_keep must be at least 1 (backup_interval_minutes = 0 turns snapshots off)"
+                    .into(),
+            ));
+        }
+        if self.backup_interval_minutes > 0 && dialect == crate::db::Dialect::Postgres {
+            return Err(Error::Config(
+                "backup_interval_minutes is for SQLite; back up PostgreSQL with pg_dump or \
+                 pgBackRest (docs/operations.md), and set it to 0"
+                    .into(),
+            ));
+        }
         const MAX_MINUTES: u32 = 60 * 24 * 365;
-        if self.payment_ttl_minutes > MAX_MINUTES || self.unpaid_timeout_minutes > MAX_MINUTES {
+        if self.payment_ttl_minutes > MAX_MINUTES
+            || self.unpaid_timeout_minutes > MAX_MINUTES
+            || self.backup_interval_minutes > MAX_MINUTES
+        {
             return Err(Error::Config(
                 "durations may be at most a year (525600 minutes)".into(),
             ));

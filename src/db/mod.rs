@@ -326,6 +326,33 @@ impl Db {
         })
     }
 
+    /// A SQLite file opened read-only, as it is: no WAL switch, no migration, one
+    /// connection. For checking a backup before it is published.
+    pub async fn open_sqlite_read_only(path: &std::path::Path) -> Result<Db> {
+        install_default_drivers();
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&url)
+            .await?;
+        Ok(Db {
+            pool,
+            dialect: Dialect::Sqlite,
+            url,
+            primary: None,
+        })
+    }
+
+    /// The migration versions this build knows, for its dialect.
+    pub fn known_migrations(&self) -> Vec<i64> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.iter().map(|m| m.version).collect()
+    }
+
     /// Whether a primary is known to be reachable (always, without a host list).
     pub fn is_ready(&self) -> bool {
         self.primary

@@ -320,8 +320,12 @@ impl Dispatcher {
         } else {
             ("dead", None)
         };
-        metrics::counter!("ordo_webhook_deliveries_total", "endpoint" => endpoint.clone(), "outcome" => status)
-            .increment(1);
+        // Every outcome of this endpoint exists from its first attempt on, so that
+        // `increase()` counts its first dead delivery too.
+        for outcome in ["succeeded", "failed", "dead"] {
+            metrics::counter!("ordo_webhook_deliveries_total", "endpoint" => endpoint.clone(), "outcome" => outcome)
+                .increment(u64::from(outcome == status));
+        }
         metrics::histogram!("ordo_webhook_delivery_duration_seconds", "endpoint" => endpoint)
             .record(took.as_secs_f64());
         if outcome.succeeded {

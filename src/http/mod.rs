@@ -361,18 +361,7 @@ async fn mark_route(request: Request, next: Next) -> Response {
 /// the database at scrape time.
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     use axum::response::IntoResponse;
-    let timeout_minutes = (state.ordo.policy.unpaid_timeout_ms / 60_000) as u32;
-    if let Ok(age) = state.ordo.oldest_due_order_age_ms(timeout_minutes).await {
-        metrics::gauge!("ordo_oldest_overdue_order_age_seconds")
-            .set(age.unwrap_or(0) as f64 / 1000.0);
-    }
-    if let Ok(count) = state.ordo.count_payments_to_refund().await {
-        metrics::gauge!("ordo_late_payments_awaiting_refund").set(count as f64);
-    }
-    if let Ok(age) = state.ordo.oldest_undelivered_age_ms().await {
-        metrics::gauge!("ordo_events_oldest_undelivered_age_seconds")
-            .set(age.unwrap_or(0).max(0) as f64 / 1000.0);
-    }
+    crate::telemetry::refresh_gauges(&state.ordo).await;
     let Some(handle) = crate::telemetry::metrics_handle() else {
         return ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod api;
+mod backup;
 mod broker;
 mod check;
 mod cli;
