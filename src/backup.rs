@@ -391,10 +391,10 @@ pub async fn run_scheduled(
     shutdown: Shutdown,
 ) {
     tracing::info!(dir = %dir.display(), interval_s = interval.as_secs_f64(), keep, "scheduled snapshots");
-    let since_last = newest_snapshot(&dir).and_then(|at| {
-        metrics::gauge!("ordo_backup_last_success_timestamp_seconds").set(unix_seconds(at));
-        at.elapsed().ok()
-    });
+    let newest = newest_snapshot(&dir);
+    metrics::gauge!("ordo_backup_last_success_timestamp_seconds")
+        .set(newest.map_or(0.0, unix_seconds));
+    let since_last = newest.and_then(|at| at.elapsed().ok());
     let mut wait = since_last.map_or(Duration::ZERO, |ago| interval.saturating_sub(ago));
     loop {
         tokio::select! {

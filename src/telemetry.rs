@@ -213,6 +213,9 @@ fn register_zeroes() {
     for dry_run in ["false", "true"] {
         counter!("ordo_sweep_runs_total", "dry_run" => dry_run).increment(0);
     }
+    for client in ["token", "address"] {
+        counter!("ordo_rate_limited_total", "client" => client).increment(0);
+    }
     for name in [
         "ordo_orders_placed_total",
         "ordo_sweep_orders_cancelled_total",
@@ -238,6 +241,9 @@ fn register_zeroes() {
                 "provider" => *provider, "operation" => *operation);
         }
     }
+    let _ = histogram!("ordo_sweep_duration_seconds", "dry_run" => "false");
+    let _ = histogram!("ordo_placement_batch_size");
+    metrics::gauge!("ordo_backup_last_success_timestamp_seconds").set(0.0);
     metrics::gauge!("ordo_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
@@ -295,6 +301,7 @@ pub async fn refresh_gauges(ordo: &crate::Ordo) {
 
 /// What this process was configured with, for rules that compare ages with intervals.
 pub fn set_intervals(sweep_interval_seconds: u64, backup_interval_minutes: u32) {
+    metrics_handle();
     metrics::gauge!("ordo_sweep_interval_seconds").set(sweep_interval_seconds as f64);
     metrics::gauge!("ordo_backup_interval_seconds").set(f64::from(backup_interval_minutes) * 60.0);
 }

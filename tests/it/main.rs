@@ -15,6 +15,7 @@ mod fuzz;
 mod inventory;
 mod lifecycle;
 mod limits;
+mod monitoring;
 mod payments;
 mod placement;
 mod races;
