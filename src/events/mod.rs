@@ -6,6 +6,7 @@
 
 pub mod dispatch;
 pub mod endpoints;
+pub mod resolver;
 pub mod signing;
 
 use crate::Ordo;
