@@ -108,6 +108,17 @@ def commands(body):
     return found
 
 
+def runs(script, command):
+    """Does the script (comments left out) run this command? Leading VAR=value assignments
+    may be made apart from it (`export VAR=...`, `VAR="${VAR:-value}"`)."""
+    words = command.split()
+    while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        if name not in script or value not in script:
+            return False
+    return " ".join(words) in script
+
+
 def marks(info):
     words = info.split()
     return words[0] if words else "", words[1:]
@@ -154,9 +165,10 @@ def check_document(name):
             script = open(runner_path, encoding="utf-8").read()
             if f"run-by:{runner}" in script:
                 continue  # the runner selects its blocks by this mark
-            flat = " ".join(script.split())
+            code = [l for l in script.split("\n") if not l.lstrip().startswith("#")]
+            flat = " ".join(" ".join(code).split())
             for command in commands(body):
-                if command not in flat:
+                if not runs(flat, command):
                     problems.append((number, f"run-by:{runner} does not run: {command[:70]}"))
     return problems, shell_blocks
 
