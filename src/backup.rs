@@ -52,6 +52,54 @@ pub struct Backup {
     pub findings: Vec<Finding>,
 }
 
+impl Backup {
+    /// What was written, for the operator: the file, its size, the orders in it and what
+    /// the checks said.
+    pub fn describe(&self) -> String {
+        let mut said = format!(
+            "backup written: {} ({} bytes, {} orders, {:.2} s); integrity ok; ordo check: {}",
+            self.path.display(),
+            self.bytes,
+            self.orders,
+            self.took.as_secs_f64(),
+            if self.findings.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("{} finding(s)", self.findings.len())
+            }
+        );
+        for finding in &self.findings {
+            said.push_str(&format!("\n{}: {}", finding.check, finding.detail));
+        }
+        said
+    }
+}
+
+/// Backs up the configured database into `to`, or a stamped name of this `kind` in
+/// backup_dir. On PostgreSQL it is refused with [`postgres_advice`].
+pub async fn backup_configured(
+    settings: &Settings,
+    to: Option<PathBuf>,
+    kind: &str,
+) -> Result<Backup, BackupError> {
+    let (dialect, url) = Dialect::from_url(&settings.database_url)?;
+    if dialect == Dialect::Postgres {
+        return Err(BackupError::Refused(postgres_advice(&url)));
+    }
+    let file = crate::db::sqlite_path(&url);
+    if !file.is_file() {
+        return Err(BackupError::Refused(format!(
+            "there is no database at {} to back up",
+            file.display()
+        )));
+    }
+    let to = to.unwrap_or_else(|| stamped_name(&backup_dir(settings), kind));
+    let db = Db::connect(&url, 1).await?;
+    let taken = backup(&db, &to).await;
+    db.close().await;
+    taken
+}
+
 /// What `ordo backup` says on PostgreSQL: the tools to use, for this database.
 pub fn postgres_advice(url: &str) -> String {
     let url = redact_url(url);

@@ -563,53 +563,9 @@ impl From<crate::backup::BackupError> for Failure {
     }
 }
 
-/// Takes a backup of the configured SQLite database into `to` (or a stamped name in
-/// backup_dir) and says what it wrote; exit 1 when the copy's check found something.
-pub(crate) async fn take_backup(
-    settings: &Settings,
-    to: Option<PathBuf>,
-    kind: &str,
-) -> Result<crate::backup::Backup, Failure> {
-    let (dialect, url) = crate::db::Dialect::from_url(&settings.database_url)?;
-    if dialect == crate::db::Dialect::Postgres {
-        return Err(Failure {
-            message: crate::backup::postgres_advice(&url),
-            status: 2,
-        });
-    }
-    let file = crate::db::sqlite_path(&url);
-    if !file.is_file() {
-        return Err(Failure {
-            message: format!("there is no database at {} to back up", file.display()),
-            status: 2,
-        });
-    }
-    let to = to
-        .unwrap_or_else(|| crate::backup::stamped_name(&crate::backup::backup_dir(settings), kind));
-    let db = crate::Db::connect(&url, 1).await?;
-    let taken = crate::backup::backup(&db, &to).await;
-    db.close().await;
-    let taken = taken?;
-    eprintln!(
-        "backup written: {} ({} bytes, {} orders, {:.2} s); integrity ok; ordo check: {}",
-        taken.path.display(),
-        taken.bytes,
-        taken.orders,
-        taken.took.as_secs_f64(),
-        if taken.findings.is_empty() {
-            "ok".to_owned()
-        } else {
-            format!("{} finding(s)", taken.findings.len())
-        }
-    );
-    for finding in &taken.findings {
-        eprintln!("{}: {}", finding.check, finding.detail);
-    }
-    Ok(taken)
-}
-
 async fn backup(settings: &Settings, to: Option<PathBuf>) -> Result<ExitCode, Failure> {
-    let taken = take_backup(settings, to, "backup").await?;
+    let taken = crate::backup::backup_configured(settings, to, "backup").await?;
+    eprintln!("{}", taken.describe());
     println!("{}", taken.path.display());
     Ok(if taken.findings.is_empty() {
         ExitCode::SUCCESS

@@ -19,7 +19,8 @@ pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failu
         if args.dry_run {
             eprintln!("--backup-first: a dry run changes nothing; no backup taken");
         } else {
-            crate::cli::take_backup(settings, None, "before-sweep").await?;
+            let taken = crate::backup::backup_configured(settings, None, "before-sweep").await?;
+            eprintln!("{}", taken.describe());
         }
     }
     // The sweep works one batch at a time: two connections are plenty, and a small pool

@@ -70,15 +70,19 @@ PY
 pids+=($!)
 
 in_image() {
-  env -i "${image_env[@]}" ORDO_LISTEN="127.0.0.1:$port" ORDO_WEBHOOK_ALLOW_PRIVATE=true \
-    ORDO_LOG=warn ORDO_RATE_LIMIT_PER_SECOND=0 \
+  (exec_in_image "$@")
+}
+# Replaces the calling (sub)shell, so that `exec_in_image serve &` leaves $! = ordo's pid.
+exec_in_image() {
+  exec env -i "${image_env[@]}" ORDO_LISTEN="127.0.0.1:$port" ORDO_WEBHOOK_ALLOW_PRIVATE=true \
+    ORDO_LOG="${ORDO_LOG:-warn}" ORDO_RATE_LIMIT_PER_SECOND=0 \
     chroot --userspec="$user" "$root" "$entrypoint" "$@"
 }
 in_image migrate
 in_image migrate
 staff="$(in_image token create --name ops --role staff | tail -n 1)"
 customer="$(in_image token create --name shopper --role customer | tail -n 1)"
-in_image serve &
+ORDO_LOG=info,ordo=debug exec_in_image serve 2> "$work/serve.log" &
 server=$!
 pids+=($server)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
@@ -93,7 +97,10 @@ order="$(api "$customer" -X POST "http://127.0.0.1:$port/api/v1/orders" \
   -d "{\"items\": [{\"product_id\": $product, \"quantity\": 1}]}" | jq -r .order.id)"
 for _ in $(seq 1 100); do [ -s "$work/received" ] && break; sleep 0.1; done
 jq -e --argjson order "$order" 'select(.type == "order.created" and .data.order.id == $order)' \
-  "$work/received" >/dev/null || { echo "the receiver got no order.created for order $order" >&2; exit 1; }
+  "$work/received" >/dev/null 2>&1 || {
+    tail -n 20 "$work/serve.log"
+    api "$staff" "http://127.0.0.1:$port/api/v1/webhook-deliveries" | jq -c '.items[] | {status, attempts}' || true
+    echo "the receiver got no order.created for order $order" >&2; exit 1; }
 echo "order $order's event reached receiver.shop.internal"
 in_image backup --to /var/lib/ordo/backups/image-test.db
 kill -TERM "$server"

@@ -14,6 +14,8 @@ fn resolver() -> Result<&'static TokioResolver, String> {
     static RESOLVER: OnceLock<Result<TokioResolver, String>> = OnceLock::new();
     RESOLVER
         .get_or_init(|| {
+            // IPv4 first, IPv6 only for a name without an IPv4 address: a name the hosts
+            // file gives an IPv4 address is answered from it, without asking DNS for AAAA.
             let mut builder = TokioResolver::builder_tokio().unwrap_or_else(|err| {
                 tracing::warn!(error = %err, "no usable /etc/resolv.conf: webhook hosts resolve from /etc/hosts only");
                 TokioResolver::builder_with_config(
@@ -21,7 +23,7 @@ fn resolver() -> Result<&'static TokioResolver, String> {
                     TokioRuntimeProvider::default(),
                 )
             });
-            builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+            builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
             builder.build().map_err(|e| format!("cannot make a DNS resolver: {e}"))
         })
         .as_ref()
