@@ -1,4 +1,4 @@
-//! `ordo check`: verifies the invariants that must hold whatever happened (SPEC section 8).
+//! `ordo check`: verifies the invariants that must hold whatever happened (README: Commands).
 //! Each check is one query; a finding names the row and what is wrong with it.
 
 use crate::Ordo;

@@ -66,6 +66,26 @@ pub enum Command {
     },
     /// Apply the database migrations (safe to run again).
     Migrate,
+    /// Copy the SQLite database to a file while ordo serves: one consistent snapshot,
+    /// written under a temporary name, checked (PRAGMA integrity_check, then ordo check on
+    /// the copy), synced and renamed, so a file with a backup's name is always complete.
+    /// On PostgreSQL: says which tools to use (pg_dump, pgBackRest).
+    Backup {
+        /// Where to write it (must not exist). Default: backup_dir (backups beside the
+        /// database file) / ordo-backup-TIMESTAMP.db.
+        #[arg(long, value_name = "FILE")]
+        to: Option<PathBuf>,
+    },
+    /// Fill an empty SQLite database from a backup, bring it to this version's migrations
+    /// and check it. A database that holds anything is refused (exit 2) and left as it was.
+    Restore {
+        /// The backup file (from `ordo backup`, `--backup-first` or a scheduled snapshot).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The database to fill. Default: database_url.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -210,6 +230,10 @@ pub struct SweepArgs {
     /// One line per order.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Before cancelling anything, back the SQLite database up into backup_dir
+    /// (ordo-before-sweep-TIMESTAMP.db); if the backup fails, nothing is cancelled.
+    #[arg(long)]
+    pub backup_first: bool,
 }
 
 fn parse_now(s: &str) -> Result<i64, String> {
@@ -351,6 +375,8 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => tokens(&settings, command).await,
+        Command::Backup { to } => backup(&settings, to).await,
+        Command::Restore { from, to } => restore(&settings, &from, to).await,
         Command::Sweeps {
             command: SweepsCommand::List { limit, json },
         } => {
@@ -594,6 +620,58 @@ fn providers_check(settings: &Settings, json: bool) -> Result<ExitCode, Failure>
     })
 }
 
+impl From<crate::backup::BackupError> for Failure {
+    fn from(err: crate::backup::BackupError) -> Self {
+        let status = match err {
+            crate::backup::BackupError::Refused(_) => 2,
+            crate::backup::BackupError::Failed(_) => 1,
+        };
+        Failure {
+            message: err.to_string(),
+            status,
+        }
+    }
+}
+
+async fn backup(settings: &Settings, to: Option<PathBuf>) -> Result<ExitCode, Failure> {
+    let taken = crate::backup::backup_configured(settings, to, "backup").await?;
+    eprintln!("{}", taken.describe());
+    println!("{}", taken.path.display());
+    Ok(if taken.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn restore(
+    settings: &Settings,
+    from: &std::path::Path,
+    to: Option<String>,
+) -> Result<ExitCode, Failure> {
+    let to = to.unwrap_or_else(|| settings.database_url.clone());
+    let restored = crate::backup::restore(from, &to).await?;
+    println!(
+        "restored {} into {} ({} orders); ordo check: {}",
+        from.display(),
+        restored.path.display(),
+        restored.orders,
+        if restored.findings.is_empty() {
+            "ok".to_owned()
+        } else {
+            format!("{} finding(s)", restored.findings.len())
+        }
+    );
+    for finding in &restored.findings {
+        println!("{}: {}", finding.check, finding.detail);
+    }
+    Ok(if restored.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn sweep_request(settings: &Settings) -> crate::sweep::SweepRequest {
     crate::sweep::SweepRequest {
         timeout_minutes: settings.unpaid_timeout_minutes,
@@ -748,6 +826,18 @@ fn start_background(
             shutdown.clone(),
         )));
     }
+    if scheduler
+        && settings.backup_interval_minutes > 0
+        && ordo.db.dialect() == crate::db::Dialect::Sqlite
+    {
+        jobs.push(tokio::spawn(crate::backup::run_scheduled(
+            ordo.db.clone(),
+            crate::backup::backup_dir(settings),
+            std::time::Duration::from_secs(u64::from(settings.backup_interval_minutes) * 60),
+            settings.backup_keep as usize,
+            shutdown.clone(),
+        )));
+    }
     if dispatch {
         jobs.push(tokio::spawn(crate::events::dispatch::run(
             ordo.clone(),
@@ -777,6 +867,14 @@ async fn serve(
         .map(|a| a.to_string())
         .unwrap_or(listen);
     tracing::info!(address, database = %crate::config::redact_url(&settings.database_url), scheduler, dispatch, "ordo serving");
+    telemetry::set_intervals(
+        settings.sweep_interval_seconds,
+        if scheduler {
+            settings.backup_interval_minutes
+        } else {
+            0
+        },
+    );
     let shutdown = crate::scheduler::Shutdown::new();
     let jobs = start_background(&ordo, &settings, &shutdown, scheduler, dispatch);
     let state = crate::http::AppState::from_settings(ordo.clone(), &settings, shutdown.clone());

@@ -94,6 +94,13 @@ pub struct Settings {
     pub stripe_secret_key: Option<String>,
     pub stripe_webhook_secret: Option<String>,
     pub stripe_base_url: String,
+    /// Where `ordo backup`, `--backup-first` and scheduled snapshots write (SQLite).
+    /// Default: `backups` beside the database file.
+    pub backup_dir: Option<String>,
+    /// Minutes between scheduled snapshots of a SQLite database (0: none).
+    pub backup_interval_minutes: u32,
+    /// How many scheduled snapshots to keep; older ones are removed.
+    pub backup_keep: u32,
 }
 
 pub use crate::domain::PaymentProvider;
@@ -178,6 +185,9 @@ impl std::fmt::Debug for Settings {
                 &secret(&self.stripe_webhook_secret),
             )
             .field("stripe_base_url", &self.stripe_base_url)
+            .field("backup_dir", &self.backup_dir)
+            .field("backup_interval_minutes", &self.backup_interval_minutes)
+            .field("backup_keep", &self.backup_keep)
             .finish()
     }
 }
@@ -244,6 +254,9 @@ impl Default for Settings {
             stripe_secret_key: None,
             stripe_webhook_secret: None,
             stripe_base_url: "https://api.stripe.com".to_owned(),
+            backup_dir: None,
+            backup_interval_minutes: 0,
+            backup_keep: 24,
         }
     }
 }
@@ -270,6 +283,8 @@ const KEYS: &[&str] = &[
     "provider_timeout_seconds",
     "reconcile_after_minutes",
     "auto_refund_late_payments",
+    "backup_interval_minutes",
+    "backup_keep",
 ];
 
 /// The environment variables whose values are text, taken exactly as written: a merchant
@@ -296,6 +311,7 @@ const TEXT_KEYS: &[&str] = &[
     "stripe_secret_key",
     "stripe_webhook_secret",
     "stripe_base_url",
+    "backup_dir",
 ];
 
 impl Settings {
@@ -388,8 +404,24 @@ impl Settings {
         ] {
             crate::payments::check_base_url(key, url)?;
         }
+        if self.backup_keep == 0 {
+            return Err(Error::Config(
+                "backup_keep must be at least 1 (backup_interval_minutes = 0 turns snapshots off)"
+                    .into(),
+            ));
+        }
+        if self.backup_interval_minutes > 0 && dialect == crate::db::Dialect::Postgres {
+            return Err(Error::Config(
+                "backup_interval_minutes is for SQLite; back up PostgreSQL with pg_dump or \
+                 pgBackRest (docs/operations.md), and set it to 0"
+                    .into(),
+            ));
+        }
         const MAX_MINUTES: u32 = 60 * 24 * 365;
-        if self.payment_ttl_minutes > MAX_MINUTES || self.unpaid_timeout_minutes > MAX_MINUTES {
+        if self.payment_ttl_minutes > MAX_MINUTES
+            || self.unpaid_timeout_minutes > MAX_MINUTES
+            || self.backup_interval_minutes > MAX_MINUTES
+        {
             return Err(Error::Config(
                 "durations may be at most a year (525600 minutes)".into(),
             ));

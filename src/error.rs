@@ -84,7 +84,7 @@ impl Error {
         }
     }
 
-    /// The stable code clients see (SPEC section 8).
+    /// The stable code clients see (README: HTTP API).
     pub fn code(&self) -> &'static str {
         match self {
             Error::NotFound { .. } => "not_found",

@@ -196,7 +196,7 @@ pub(crate) fn units_per_product(items: &[OrderItem]) -> serde_json::Value {
 
 impl Ordo {
     /// Runs an already-authorized move inside the caller's transaction, with the order row
-    /// locked: the compare-and-set, the effects of SPEC section 3, one history row and the
+    /// locked: the compare-and-set, the move's effects (README: How it is built), one history row and the
     /// move's event. The one place a single order changes status, whoever asks.
     pub(crate) async fn apply_transition(
         &self,

@@ -1,4 +1,4 @@
-//! Placing orders. Concurrent placements are combined (SPEC section 13): each process
+//! Placing orders. Concurrent placements are combined (README: Placing orders): each process
 //! queues them in a few lanes (by product, so a hot product has one lane of its own), and
 //! while one batch commits the next collects. One transaction per batch locks the
 //! customers and the products once (in id order, so nothing deadlocks), allocates stock

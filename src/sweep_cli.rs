@@ -14,6 +14,15 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 pub async fn run(settings: &Settings, args: SweepArgs) -> Result<ExitCode, Failure> {
+    // The backup is complete (renamed into place) before the sweep opens the database.
+    if args.backup_first {
+        if args.dry_run {
+            eprintln!("--backup-first: a dry run changes nothing; no backup taken");
+        } else {
+            let taken = crate::backup::backup_configured(settings, None, "before-sweep").await?;
+            eprintln!("{}", taken.describe());
+        }
+    }
     // The sweep works one batch at a time: two connections are plenty, and a small pool
     // keeps memory flat however long the run.
     let ordo = Ordo::open_with_connections(settings, settings.max_connections.min(2)).await?;

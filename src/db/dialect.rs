@@ -8,6 +8,18 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The file a SQLite URL names (`sqlite://ordo.db`, `sqlite:///srv/ordo/ordo.db`,
+/// `sqlite:ordo.db?mode=rwc`).
+pub fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    std::path::PathBuf::from(path)
+}
+
 impl Dialect {
     /// Picks the dialect from a database URL and normalizes the URL: a SQLite file is
     /// created when missing, and a bare path means a SQLite file.
@@ -152,5 +164,12 @@ mod tests {
             "(SELECT json_extract(value, '$.id') AS id FROM json_each($2)) AS r"
         );
         assert!(Dialect::from_url("").is_err());
+        for (url, path) in [
+            ("sqlite://ordo.db?mode=rwc", "ordo.db"),
+            ("sqlite:///srv/ordo/ordo.db", "/srv/ordo/ordo.db"),
+            ("sqlite:data/ordo.db", "data/ordo.db"),
+        ] {
+            assert_eq!(sqlite_path(url), std::path::PathBuf::from(path), "{url}");
+        }
     }
 }

@@ -97,6 +97,28 @@ impl PgTarget {
         })
     }
 
+    /// The database name the URL gives (else `PGDATABASE`, else the user's name, as the
+    /// driver does).
+    pub fn database(&self) -> String {
+        let name = self.path.trim_start_matches('/');
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+        std::env::var("PGDATABASE").unwrap_or_else(|_| self.user())
+    }
+
+    /// The user the URL gives (else `PGUSER`, else the login name, as the driver does).
+    pub fn user(&self) -> String {
+        let user = self.userinfo.trim_end_matches('@');
+        let user = user.split_once(':').map_or(user, |(u, _)| u);
+        if !user.is_empty() {
+            return user.to_owned();
+        }
+        std::env::var("PGUSER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "postgres".to_owned())
+    }
+
     /// A single-host URL for host `i`, as sqlx takes it.
     pub fn url_for(&self, i: usize) -> String {
         let host = &self.hosts[i];
@@ -167,26 +189,44 @@ pub enum Probe {
     /// In recovery (a standby) or read-only.
     Standby,
     Unreachable(String),
+    /// The server answered and refused us (no such database, authentication failed):
+    /// waiting will not change that.
+    Rejected(String),
+}
+
+/// Why no host is the primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoPrimary {
+    /// Each host and what it said.
+    pub why: String,
+    /// Every host refused us for good (no such database, bad credentials).
+    pub rejected: bool,
 }
 
 /// The first host that is a primary, trying them in order; or why none is.
-pub async fn choose<F, Fut>(hosts: &[Host], mut probe: F) -> std::result::Result<usize, String>
+pub async fn choose<F, Fut>(hosts: &[Host], mut probe: F) -> std::result::Result<usize, NoPrimary>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Probe>,
 {
     let mut why = Vec::new();
+    let mut rejected = true;
     for (i, host) in hosts.iter().enumerate() {
         match probe(i).await {
             Probe::Primary => return Ok(i),
             Probe::Standby => why.push(format!("{host} is a standby")),
             Probe::Unreachable(e) => why.push(format!("{host}: {e}")),
+            Probe::Rejected(e) => {
+                why.push(format!("{host}: {e}"));
+                continue;
+            }
         }
+        rejected = false;
     }
-    Err(format!(
-        "no primary among the database hosts ({})",
-        why.join("; ")
-    ))
+    Err(NoPrimary {
+        why: format!("no primary among the database hosts ({})", why.join("; ")),
+        rejected,
+    })
 }
 
 #[cfg(test)]
@@ -233,6 +273,8 @@ mod tests {
         assert_eq!(t.hosts[1].port, 5432);
         assert_eq!(t.url_for(0), "postgresql://[::1]:6000/ordo");
         assert_eq!(t.url_for(2), "postgresql://db3:5432/ordo");
+        let t = PgTarget::parse("postgres://shop:secret@db/orders").unwrap();
+        assert_eq!((t.user(), t.database()), ("shop".into(), "orders".into()));
     }
 
     #[test]
@@ -294,8 +336,18 @@ mod tests {
             async move { p }
         })
         .await;
-        let why = chosen.unwrap_err();
-        assert!(why.contains("h0:5432 is a standby"), "{why}");
-        assert!(why.contains("h1:5432: connection refused"), "{why}");
+        let no = chosen.unwrap_err();
+        assert!(no.why.contains("h0:5432 is a standby"), "{no:?}");
+        assert!(no.why.contains("h1:5432: connection refused"), "{no:?}");
+        assert!(!no.rejected, "a standby may be promoted: worth waiting for");
+    }
+
+    #[tokio::test]
+    async fn hosts_that_all_refuse_us_are_not_waited_for() {
+        let chosen = choose(&hosts(2), |_| async {
+            Probe::Rejected("no such database".into())
+        })
+        .await;
+        assert!(chosen.unwrap_err().rejected);
     }
 }

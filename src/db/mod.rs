@@ -19,7 +19,7 @@ pub mod sweep_runs;
 pub mod users;
 pub mod webhooks;
 
-pub use dialect::Dialect;
+pub use dialect::{Dialect, sqlite_path};
 
 use crate::error::{Error, Result};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -90,11 +90,75 @@ async fn probe(target: &hosts::PgTarget, i: usize) -> hosts::Probe {
     match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
         Ok(Ok(0)) => hosts::Probe::Primary,
         Ok(Ok(_)) => hosts::Probe::Standby,
-        Ok(Err(err)) => hosts::Probe::Unreachable(err.to_string()),
+        Ok(Err(err)) if is_rejection(&err) => hosts::Probe::Rejected(connect_failure(&err)),
+        Ok(Err(err)) => hosts::Probe::Unreachable(connect_failure(&err)),
         Err(_) => {
             hosts::Probe::Unreachable(format!("no answer within {} s", PROBE_TIMEOUT.as_secs()))
         }
     }
+}
+
+/// How long ordo waits for a PostgreSQL server to take its first connection at start.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection could not be made, in an operator's words.
+pub fn connect_failure(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is PostgreSQL running and listening on that port?)".to_owned()
+            }
+            std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
+            _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => {
+                format!("the host name does not resolve ({io})")
+            }
+            _ => io.to_string(),
+        },
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("3D000") => format!("no such database ({})", db.message()),
+            Some("28P01") | Some("28000") => format!(
+                "authentication failed ({}); check the user, the password and pg_hba.conf",
+                db.message()
+            ),
+            Some("57P03") => "the server is starting up or shutting down".to_owned(),
+            Some("53300") => "the server has no connection slot left".to_owned(),
+            _ => db.message().to_owned(),
+        },
+        sqlx::Error::Tls(e) => format!("TLS failed: {e}"),
+        other => other.to_string(),
+    }
+}
+
+/// The server answered and refused us for good: no such database, bad credentials.
+fn is_rejection(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("3D000" | "28P01" | "28000")))
+}
+
+/// One connection to `url`, within [`CONNECT_TIMEOUT`], or an error that names the host,
+/// the database, the user and why: so that a wrong URL or a stopped server is said at once
+/// instead of after the pool's 30 s wait.
+async fn first_connection(target: &hosts::PgTarget, url: &str) -> Result<()> {
+    let attempt = <sqlx::AnyConnection as sqlx::Connection>::connect(url);
+    let why = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            return Ok(());
+        }
+        Ok(Err(err)) => connect_failure(&err),
+        Err(_) => format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    Err(Error::Unavailable(format!(
+        "cannot connect to PostgreSQL at {}, database {:?} as user {:?}: {why}",
+        target
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        target.database(),
+        target.user()
+    )))
 }
 
 /// Every PostgreSQL connection: no JIT compilation. ordo's statements are short; the
@@ -114,8 +178,11 @@ impl Db {
             Dialect::Postgres => Some(hosts::PgTarget::parse(&url)?),
             Dialect::Sqlite => None,
         };
-        if let Some(target) = target.filter(|t| t.read_write) {
-            return Self::connect_to_primary(url, target, max_connections).await;
+        if let Some(target) = target {
+            if target.read_write {
+                return Self::connect_to_primary(url, target, max_connections).await;
+            }
+            first_connection(&target, &url).await?;
         }
         // No ping before every checkout: a broken connection shows on first use anyway, and
         // the ping costs a round trip per query.
@@ -127,7 +194,14 @@ impl Db {
             Dialect::Sqlite => {
                 // WAL lets readers run beside the one writer; it is a property of the
                 // file, so set it once before the pool opens more connections.
-                let mut first = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
+                let mut first = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .map_err(|err| {
+                        Error::Unavailable(format!(
+                            "cannot open the SQLite database {}: {err}",
+                            dialect::sqlite_path(&url).display()
+                        ))
+                    })?;
                 first.execute("PRAGMA journal_mode = WAL").await?;
                 sqlx::Connection::close(first).await?;
                 // A checkpoint (copying the WAL back into the file, with an fsync) after
@@ -184,10 +258,17 @@ impl Db {
             .await;
             match chosen {
                 Ok(i) => break i,
-                Err(why) if started.elapsed() > Duration::from_secs(30) => {
-                    return Err(Error::Unavailable(why));
+                // A cluster may be between primaries at start: worth waiting for, unless
+                // every host refused us for good.
+                Err(no) if no.rejected || started.elapsed() > Duration::from_secs(30) => {
+                    return Err(Error::Unavailable(format!(
+                        "{} (database {:?} as user {:?})",
+                        no.why,
+                        target.database(),
+                        target.user()
+                    )));
                 }
-                Err(why) => {
+                Err(hosts::NoPrimary { why, .. }) => {
                     tracing::warn!(%why, "waiting for a primary");
                     tokio::time::sleep(PRIMARY_CHECK).await;
                 }
@@ -243,6 +324,33 @@ impl Db {
             url,
             primary: Some(primary),
         })
+    }
+
+    /// A SQLite file opened read-only, as it is: no WAL switch, no migration, one
+    /// connection. For checking a backup before it is published.
+    pub async fn open_sqlite_read_only(path: &std::path::Path) -> Result<Db> {
+        install_default_drivers();
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&url)
+            .await?;
+        Ok(Db {
+            pool,
+            dialect: Dialect::Sqlite,
+            url,
+            primary: None,
+        })
+    }
+
+    /// The migration versions this build knows, for its dialect.
+    pub fn known_migrations(&self) -> Vec<i64> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.iter().map(|m| m.version).collect()
     }
 
     /// Whether a primary is known to be reachable (always, without a host list).
@@ -367,7 +475,7 @@ async fn follow_primary(pool: AnyPool, primary: Arc<Primary>) {
                 }
                 primary.ready.store(true, Ordering::SeqCst);
             }
-            Err(why) => {
+            Err(hosts::NoPrimary { why, .. }) => {
                 if primary.ready.swap(false, Ordering::SeqCst) {
                     tracing::error!(%why, "no database primary; requests answer 503 until one is back");
                 }

@@ -138,3 +138,33 @@ pub async fn cancelled_per_hour(conn: &mut Conn, since: Millis) -> Result<Vec<(i
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// The newest real (not dry) runs, for monitoring: when the newest finished one ended, and
+/// how many orders failed in the newest one that is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LastRuns {
+    pub finished_at: Option<Millis>,
+    pub errors: i64,
+}
+
+/// Walks the runs newest first (the primary key backwards), so it reads a few rows
+/// however long the record.
+pub async fn last_real_runs(conn: &mut Conn) -> Result<LastRuns> {
+    let finished_at: Option<Millis> = sqlx::query_scalar(
+        "SELECT finished_at FROM sweep_runs WHERE state = 'finished' AND NOT dry_run
+         ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    let errors: Option<i64> = sqlx::query_scalar(
+        "SELECT errors FROM sweep_runs WHERE state <> 'running' AND NOT dry_run
+         ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(LastRuns {
+        finished_at,
+        errors: errors.unwrap_or(0),
+    })
+}

@@ -480,3 +480,12 @@ pub async fn oldest_undelivered(conn: &mut Conn) -> Result<Option<Millis>> {
     .fetch_one(&mut *conn)
     .await?)
 }
+
+/// Deliveries that gave up, through the partial index `webhook_deliveries_dead`.
+pub async fn count_dead(conn: &mut Conn) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'dead'")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}

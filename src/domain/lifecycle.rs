@@ -1,4 +1,4 @@
-//! The order lifecycle: statuses, the transition table kept exactly as the seed's
+//! The order lifecycle: statuses, the transition table kept exactly as the Django original's
 //! `OrderStateMachine.TRANSITIONS`, and who may make each move. Pure code, no I/O; the
 //! database layer enforces it with a compare-and-set on the current status.
 
@@ -53,7 +53,7 @@ impl OrderStatus {
         }
     }
 
-    /// The seed's transition table: where an order in this status may go next.
+    /// The Django original's transition table: where an order in this status may go next.
     pub fn allowed_moves(self) -> &'static [OrderStatus] {
         use OrderStatus::*;
         match self {
@@ -129,7 +129,7 @@ pub enum Refusal {
     NotPermitted,
 }
 
-/// Decides whether `role` may move an order from `from` to `to` (SPEC section 3).
+/// Decides whether `role` may move an order from `from` to `to`.
 pub fn check_move(from: OrderStatus, to: OrderStatus, role: Role) -> Result<(), Refusal> {
     use OrderStatus::*;
     if !from.can_move_to(to) {

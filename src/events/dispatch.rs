@@ -95,18 +95,24 @@ struct Outcome {
     gone: bool,
 }
 
-/// A resolver that never hands the HTTP client an address a webhook must not reach, so a
-/// host that resolved to a public address when the endpoint was made cannot be pointed at
-/// a private one later (DNS rebinding).
-struct PublicOnly;
+/// The webhook client's resolver: hickory ([`super::resolver`]), not the C library. Unless
+/// private targets are allowed it never hands the client an address a webhook must not
+/// reach, so a host that resolved to a public address when the endpoint was made cannot be
+/// pointed at a private one later (DNS rebinding).
+struct Resolver {
+    public_only: bool,
+}
 
-impl reqwest::dns::Resolve for PublicOnly {
+impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
+        let public_only = self.public_only;
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            let found: Vec<SocketAddr> = super::resolver::lookup(&host)
                 .await?
-                .filter(|a| !super::endpoints::is_private(a.ip()))
+                .into_iter()
+                .filter(|ip| !(public_only && super::endpoints::is_private(*ip)))
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if found.is_empty() {
                 return Err(format!("{host} resolves to no public address").into());
@@ -136,15 +142,15 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(ordo: Ordo, config: DispatchConfig) -> Result<Arc<Dispatcher>> {
         crate::install_tls_provider();
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("ordo/", env!("CARGO_PKG_VERSION")));
-        if !config.allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
-        }
+            .user_agent(concat!("ordo/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(Resolver {
+                public_only: !config.allow_private,
+            }));
         let client = builder
             .build()
             .map_err(|e| Error::Config(format!("cannot build the webhook client: {e}")))?;
@@ -320,8 +326,12 @@ impl Dispatcher {
         } else {
             ("dead", None)
         };
-        metrics::counter!("ordo_webhook_deliveries_total", "endpoint" => endpoint.clone(), "outcome" => status)
-            .increment(1);
+        // Every outcome of this endpoint exists from its first attempt on, so that
+        // `increase()` counts its first dead delivery too.
+        for outcome in ["succeeded", "failed", "dead"] {
+            metrics::counter!("ordo_webhook_deliveries_total", "endpoint" => endpoint.clone(), "outcome" => outcome)
+                .increment(u64::from(outcome == status));
+        }
         metrics::histogram!("ordo_webhook_delivery_duration_seconds", "endpoint" => endpoint)
             .record(took.as_secs_f64());
         if outcome.succeeded {

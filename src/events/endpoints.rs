@@ -199,16 +199,9 @@ pub async fn check_url(field: &str, url: &str, allow_private: bool) -> Result<re
     if allow_private {
         return Ok(parsed);
     }
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<IpAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|_| bad("its host does not resolve"))?
-            .map(|a| a.ip())
-            .collect(),
-    };
+    let addresses: Vec<IpAddr> = super::resolver::lookup(host)
+        .await
+        .map_err(|_| bad("its host does not resolve"))?;
     if addresses.is_empty() {
         return Err(bad("its host does not resolve"));
     }

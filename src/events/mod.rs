@@ -1,4 +1,4 @@
-//! Outbound events: what ordo tells the world (SPEC section 10). Every change a shop or a
+//! Outbound events: what ordo tells the world (README: Events). Every change a shop or a
 //! customer cares about becomes an event written in the same transaction as the change (a
 //! transactional outbox), through [`record`], the one place that writes them; the
 //! dispatcher ([`dispatch`]) delivers them at least once to webhook endpoints and to the
@@ -6,6 +6,7 @@
 
 pub mod dispatch;
 pub mod endpoints;
+pub mod resolver;
 pub mod signing;
 
 use crate::Ordo;

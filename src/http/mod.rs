@@ -207,8 +207,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// What the annotations cannot say: a stock adjustment is never zero, and a line holds at
-/// most the configured units per order.
+/// What the annotations cannot say: a stock adjustment is never zero, a line holds at
+/// most the configured units per order, and webhook endpoints are `https` unless this
+/// server allows private targets.
 fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> serde_json::Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
@@ -216,6 +217,13 @@ fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> se
     if policy.max_units_per_order > 0 {
         schemas["OrderLine"]["properties"]["quantity"]["maximum"] =
             serde_json::json!(policy.max_units_per_order);
+    }
+    if !policy.webhook_allow_private {
+        let https_only =
+            crate::events::endpoints::URL_PATTERN.replacen("^https?://", "^https://", 1);
+        for schema in ["EndpointRequest", "EndpointChange"] {
+            schemas[schema]["properties"]["url"]["pattern"] = serde_json::json!(https_only);
+        }
     }
     doc
 }
@@ -353,18 +361,7 @@ async fn mark_route(request: Request, next: Next) -> Response {
 /// the database at scrape time.
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     use axum::response::IntoResponse;
-    let timeout_minutes = (state.ordo.policy.unpaid_timeout_ms / 60_000) as u32;
-    if let Ok(age) = state.ordo.oldest_due_order_age_ms(timeout_minutes).await {
-        metrics::gauge!("ordo_oldest_overdue_order_age_seconds")
-            .set(age.unwrap_or(0) as f64 / 1000.0);
-    }
-    if let Ok(count) = state.ordo.count_payments_to_refund().await {
-        metrics::gauge!("ordo_late_payments_awaiting_refund").set(count as f64);
-    }
-    if let Ok(age) = state.ordo.oldest_undelivered_age_ms().await {
-        metrics::gauge!("ordo_events_oldest_undelivered_age_seconds")
-            .set(age.unwrap_or(0).max(0) as f64 / 1000.0);
-    }
+    crate::telemetry::refresh_gauges(&state.ordo).await;
     let Some(handle) = crate::telemetry::metrics_handle() else {
         return ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -102,7 +102,9 @@ pub struct OrderQuery {
 /// Place an order. Stock is reserved at once; the first payment is opened. With an
 /// `Idempotency-Key` header, a retry of the same request returns the same order.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200,
+        pattern = "^[!-~]{1,200}$",
+        description = "Makes retries safe: 1 to 200 visible ASCII characters (no spaces). A retry with the same key and the same body returns the first answer's order (200); the same key with another body is refused (422 `idempotency_key_reused`).")),
     security(("bearer" = [])),
     responses((status = 201, body = PlacedOrder), (status = 200, body = PlacedOrder,
         description = "A retry with the same Idempotency-Key"), (status = "4XX", body = Problem, content_type = "application/problem+json")))]

@@ -37,9 +37,13 @@ pub struct TokenRequest {
     pub name: String,
     /// The new user's role.
     pub role: RoleName,
-    /// How long it lives, such as `90d`, `12h`, `30m`, `2w`, at most 3650 days; omitted: until
-    /// revoked.
-    #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]$", example = "90d")]
+    /// How long it lives: a whole number (no leading zero, at most six digits) and a unit,
+    /// `s`, `m`, `h`, `d` or `w`, such as `90d`, `12h`, `30m`, `2w`; at most 3650 days
+    /// (87600h, 3650d, 521w); omitted: until revoked.
+    #[schema(
+        pattern = "^([1-9][0-9]{0,5}[sm]|([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-6][0-9]{3}|87[0-5][0-9]{2}|87600)h|([1-9][0-9]{0,2}|[12][0-9]{3}|3[0-5][0-9]{2}|36[0-4][0-9]|3650)d|([1-9][0-9]?|[1-4][0-9]{2}|5[01][0-9]|52[01])w)$",
+        example = "90d"
+    )]
     pub expires_in: Option<String>,
 }
 

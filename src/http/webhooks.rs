@@ -27,7 +27,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
-    /// Where events are posted: https, and not a private address.
+    /// Where events are posted. It must be `https` and its host must resolve, to public
+    /// addresses only: not loopback, private or link-local (checked when the endpoint is
+    /// saved and again at each delivery). A server run with `webhook_allow_private = true`
+    /// (development) also takes `http` and private addresses; this document's pattern says
+    /// which the server it came from takes.
     #[schema(
         min_length = 1,
         max_length = 2000,
@@ -50,6 +54,7 @@ pub struct EndpointRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointChange {
+    /// A new address, with the same rules as when the endpoint was made.
     #[schema(
         min_length = 1,
         max_length = 2000,

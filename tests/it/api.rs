@@ -1109,3 +1109,135 @@ async fn metrics_are_valid_prometheus_text() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The OpenAPI document states the bounds the server enforces, so that a client generated
+/// from it sends nothing the server refuses for its shape: each value below is accepted by
+/// the server exactly when the document's schema takes it. (That a host must resolve to a
+/// public address the document says in words.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_states_the_bounds_the_server_enforces() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |mut state| {
+        state.ordo.policy.webhook_allow_private = false;
+        state.webhook_allow_private = false;
+        state
+    })
+    .await;
+    let (_, spec) = app.call(Method::GET, "/openapi.json", None, None).await;
+    let pattern = |schema: &Value| {
+        regex::Regex::new(schema["pattern"].as_str().expect("a pattern")).expect("a regex")
+    };
+
+    // Idempotency-Key: 1 to 200 visible ASCII characters.
+    let header = spec["paths"]["/api/v1/orders"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("the header is documented")["schema"]
+        .clone();
+    assert_eq!(
+        (header["minLength"].clone(), header["maxLength"].clone()),
+        (json!(1), json!(200))
+    );
+    let key_shape = pattern(&header);
+    let product = app.create_product("BOUNDS-1", 100, 1000).await;
+    for (i, key) in [
+        "k".to_owned(),
+        "~".repeat(200),
+        "!#$%&'*+-.^_`|".to_owned(),
+        String::new(),
+        "x".repeat(201),
+        "two words".to_owned(),
+        "ключ".to_owned(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/orders", app.base))
+            .bearer_auth(&app.shop.customer_token)
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(key.as_bytes()).unwrap(),
+            )
+            .json(
+                &json!({"items": [{"product_id": product, "quantity": 1}], "note": format!("{i}")}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        let documented = key_shape.is_match(&key) && (1..=200).contains(&key.len());
+        assert_eq!(
+            status.is_success(),
+            documented,
+            "key {key:?}: {status} {body}"
+        );
+        if !documented {
+            assert_eq!(body["field"], "Idempotency-Key", "{body}");
+        }
+    }
+
+    // Token lifetimes: at most 3650 days, in any unit.
+    let lifetime =
+        pattern(&spec["components"]["schemas"]["TokenRequest"]["properties"]["expires_in"]);
+    for span in [
+        "90d", "3650d", "3651d", "87600h", "87601h", "521w", "522w", "999999s", "999999m",
+        "1000000s", "0d", "05d", "12y",
+    ] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                app.staff(),
+                Some(json!({"name": format!("t-{span}"), "role": "customer", "expires_in": span})),
+            )
+            .await;
+        assert_eq!(
+            status == StatusCode::CREATED,
+            lifetime.is_match(span),
+            "expires_in {span}: {status} {body}"
+        );
+    }
+
+    // Webhook endpoints: https only on a server that does not allow private targets.
+    let schemas = &spec["components"]["schemas"];
+    for schema in ["EndpointRequest", "EndpointChange"] {
+        let url = &schemas[schema]["properties"]["url"];
+        assert!(
+            !pattern(url).is_match("http://8.8.8.8/hook"),
+            "{schema}: {url}"
+        );
+        assert!(
+            pattern(url).is_match("https://8.8.8.8/hook"),
+            "{schema}: {url}"
+        );
+    }
+    let described = schemas["EndpointRequest"]["properties"]["url"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        described.contains("private") && described.contains("resolve"),
+        "{described}"
+    );
+    for (url, documented) in [
+        ("https://8.8.8.8/hook", true),
+        ("http://8.8.8.8/hook", false),
+    ] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                "/api/v1/webhook-endpoints",
+                app.staff(),
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(
+            status == StatusCode::CREATED,
+            documented,
+            "{url}: {status} {body}"
+        );
+    }
+}

@@ -299,3 +299,55 @@ async fn tokens_runs_audit_and_events_from_the_command_line(backend: Backend) {
     let out = ordo(url, &["webhooks", "list"]);
     assert!(out.status.success());
 }
+
+/// A stopped server or a misnamed database is said at once: which host, which database,
+/// and why, with exit status 1 (not the pool's 30 s wait and "pool timed out").
+#[test]
+fn migrate_names_the_host_the_database_and_the_reason_at_once() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut cases = vec![(
+        format!("postgres://shop@127.0.0.1:{closed}/orders"),
+        vec![
+            format!("127.0.0.1:{closed}"),
+            "\"orders\"".to_owned(),
+            "connection refused".to_owned(),
+        ],
+    )];
+    if let Some(server) = crate::helpers::postgres_url() {
+        let missing = crate::helpers::replace_db_name(&server, "ordo_no_such_database");
+        cases.push((
+            missing,
+            vec![
+                "\"ordo_no_such_database\"".to_owned(),
+                "no such database".to_owned(),
+            ],
+        ));
+    }
+    for (url, says) in cases {
+        for command in [
+            &["migrate"][..],
+            &["check"],
+            &["serve", "--listen", "127.0.0.1:0"],
+        ] {
+            let started = std::time::Instant::now();
+            let out = ordo(&url, command);
+            let took = started.elapsed();
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{url} {command:?}: {stderr}");
+            assert!(
+                took < std::time::Duration::from_secs(5),
+                "{url} {command:?} took {took:?}"
+            );
+            for part in &says {
+                assert!(
+                    stderr.contains(part.as_str()),
+                    "{url} {command:?}: {part} in {stderr}"
+                );
+            }
+            assert!(!stderr.contains("pool timed out"), "{stderr}");
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod helpers;
 mod doubles;
 
 mod api;
+mod backup;
 mod broker;
 mod check;
 mod cli;
@@ -17,6 +18,7 @@ mod fuzz;
 mod inventory;
 mod lifecycle;
 mod limits;
+mod monitoring;
 mod payments;
 mod placement;
 mod providers;
