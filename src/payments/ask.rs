@@ -313,6 +313,17 @@ impl Ordo {
             let payment = db::payments::get(&mut tx, payment_id)
                 .await?
                 .ok_or(Error::NotFound { what: "payment" })?;
+            if payment.provider == PaymentProvider::Manual {
+                return Err(Error::Conflict(
+                    "manual payments have no provider to ask".to_owned(),
+                ));
+            }
+            if payment.provider_ref.is_none() {
+                return Err(Error::Conflict(format!(
+                    "payment {payment_id} was never opened at {}",
+                    payment.provider
+                )));
+            }
             audit::record(
                 &mut tx,
                 actor,
@@ -325,17 +336,6 @@ impl Ordo {
             tx.commit().await?;
             payment
         };
-        if payment.provider == PaymentProvider::Manual {
-            return Err(Error::Conflict(
-                "manual payments have no provider to ask".to_owned(),
-            ));
-        }
-        if payment.provider_ref.is_none() {
-            return Err(Error::Conflict(format!(
-                "payment {payment_id} was never opened at {}",
-                payment.provider
-            )));
-        }
         Ok(self.ask_payment(&payment, false).await.0)
     }
 

@@ -79,6 +79,19 @@ const CORRUPTIONS: &[(&str, &[&str])] = &[
         &["UPDATE payments SET status = 'pending' WHERE order_id = {paid}"],
     ),
     (
+        "cancelled_order_money_flagged_for_refund",
+        // Money taken for the cancelled order, not flagged to go back.
+        &["UPDATE payments SET status = 'succeeded', refund_required = FALSE WHERE order_id = {cancelled}"],
+    ),
+    (
+        "late_provider_payment_has_refund",
+        // Money a provider took for the cancelled order, flagged, but no refund asked of it.
+        &[
+            "UPDATE payments SET provider = 'wechatpay', status = 'succeeded', refund_required = TRUE
+             WHERE order_id = {cancelled}",
+        ],
+    ),
+    (
         "order_stock_reserved_and_released_once",
         // The cancelled order's unit never went back: its release row gone, the shelf
         // one unit short (so that the ledger still equals the stock).

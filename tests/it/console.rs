@@ -891,10 +891,14 @@ pub fn visible_text(html: &str) -> String {
 
 /// The English labels a Chinese page shows, if any: every catalogue text (its fixed parts,
 /// for texts with placeholders) long enough not to be a unit or a number. A label left
-/// untranslated (its Chinese text the English one) counts too.
+/// untranslated (its Chinese text the English one) counts too. A name both languages write
+/// alike (`Stripe`, kept in its Chinese label `Stripe 支付`) is not an English label.
 pub fn english_labels_in(text: &str) -> Vec<&'static str> {
     let mut found = Vec::new();
-    for (en, _) in i18n::LABELS {
+    for (en, zh) in i18n::LABELS {
+        if zh != en && zh.contains(en) {
+            continue;
+        }
         let fragments = en
             .split(['{', '}'])
             .enumerate()
