@@ -210,7 +210,8 @@ impl Modify for BearerAuth {
 /// What the annotations cannot say: a stock adjustment is never zero, a line holds at
 /// most the configured units per order, and webhook endpoints are `https` unless this
 /// server allows private targets.
-fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> serde_json::Value {
+fn finish_document(doc: &utoipa::openapi::OpenApi, ordo: &crate::Ordo) -> serde_json::Value {
+    let policy = &ordo.policy;
     let mut doc = serde_json::to_value(doc).unwrap_or_default();
     let schemas = &mut doc["components"]["schemas"];
     schemas["StockAdjustment"]["properties"]["delta"]["not"] = serde_json::json!({"const": 0});
@@ -225,6 +226,19 @@ fn finish_document(doc: &utoipa::openapi::OpenApi, policy: &crate::Policy) -> se
             schemas[schema]["properties"]["url"]["pattern"] = serde_json::json!(https_only);
         }
     }
+    // A payment can be opened with the providers this shop configured, and no other.
+    let configured: Vec<&str> = crate::domain::PaymentProvider::ALL
+        .into_iter()
+        .filter(|p| ordo.providers().is_configured(*p))
+        .map(|p| p.as_str())
+        .collect();
+    schemas["OpenPayment"]["properties"]["provider"] = serde_json::json!({
+        "type": "string",
+        "enum": configured,
+        "description": "Who takes the money: one of the providers this shop configured; \
+            default_payment_provider when omitted. WeChat Pay and Alipay take orders in CNY \
+            only, and WeChat Pay needs the payer's openid (given, or stored on the customer).",
+    });
     doc
 }
 
@@ -248,7 +262,7 @@ pub fn router(state: AppState) -> (Router, serde_json::Value) {
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     TruthfulDocument.modify(&mut doc);
-    let doc = finish_document(&doc, &state.ordo.policy);
+    let doc = finish_document(&doc, &state.ordo);
     let spec = Arc::new(doc.clone());
     let app = api
         .route_layer(middleware::from_fn(mark_route))

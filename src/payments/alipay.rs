@@ -586,7 +586,9 @@ impl Provider for Alipay {
         match result {
             Ok(()) => Acknowledgement::text(200, "success"),
             Err(Refusal::Unavailable(_)) => Acknowledgement::text(503, "fail"),
-            Err(Refusal::NotConfigured(_)) => Acknowledgement::text(404, "fail"),
+            Err(Refusal::NotAuthentic(_) | Refusal::NotConfigured(_)) => {
+                Acknowledgement::text(401, "fail")
+            }
             Err(_) => Acknowledgement::text(400, "fail"),
         }
     }

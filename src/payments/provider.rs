@@ -575,16 +575,16 @@ pub fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// The answer to a notification for a provider this shop has not configured, in that
-/// provider's convention.
+/// provider's convention: with no key to check it with, nothing can make it authentic.
 pub fn not_configured(kind: PaymentProvider) -> Acknowledgement {
-    let message = format!("{kind} is not configured on this shop");
+    let message = format!("{kind} is not configured on this shop: nothing can be verified");
     match kind {
         PaymentProvider::Wechatpay => {
-            Acknowledgement::json(404, serde_json::json!({"code": "FAIL", "message": message}))
+            Acknowledgement::json(401, serde_json::json!({"code": "FAIL", "message": message}))
         }
-        PaymentProvider::Alipay => Acknowledgement::text(404, "fail"),
+        PaymentProvider::Alipay => Acknowledgement::text(401, "fail"),
         PaymentProvider::Stripe | PaymentProvider::Manual => {
-            Acknowledgement::json(404, serde_json::json!({"error": message}))
+            Acknowledgement::json(401, serde_json::json!({"error": message}))
         }
     }
 }

@@ -570,7 +570,7 @@ impl Provider for Stripe {
             Err(refusal) => {
                 let status = match refusal {
                     Refusal::Unavailable(_) => 503,
-                    Refusal::NotConfigured(_) => 404,
+                    Refusal::NotAuthentic(_) | Refusal::NotConfigured(_) => 401,
                     _ => 400,
                 };
                 Acknowledgement::json(status, json!({"error": refusal.to_string()}))

@@ -616,9 +616,8 @@ impl Provider for WechatPay {
             Ok(()) => Acknowledgement::text(204, ""),
             Err(refusal) => {
                 let status = match refusal {
-                    Refusal::NotAuthentic(_) => 401,
+                    Refusal::NotAuthentic(_) | Refusal::NotConfigured(_) => 401,
                     Refusal::Malformed(_) | Refusal::Mismatch(_) => 400,
-                    Refusal::NotConfigured(_) => 404,
                     Refusal::Unavailable(_) => 503,
                 };
                 Acknowledgement::json(

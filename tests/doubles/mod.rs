@@ -68,7 +68,12 @@ impl KeyPair {
         let rng = ring::rand::SystemRandom::new();
         let mut signature = vec![0; self.signer.public().modulus_len()];
         self.signer
-            .sign(&ring::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &rng,
+                message,
+                &mut signature,
+            )
             .expect("sign");
         BASE64.encode(signature)
     }

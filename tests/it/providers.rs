@@ -630,13 +630,14 @@ async fn forged_alipay_notifications_change_nothing(backend: Backend) {
         "Content-Type".to_owned(),
         "application/x-www-form-urlencoded".to_owned(),
     )];
-    let cases: Vec<(&str, alipay::Tweak)> = vec![
+    let cases: Vec<(&str, alipay::Tweak, u16)> = vec![
         (
             "a forged signature",
             alipay::Tweak {
                 bad_signature: true,
                 ..Default::default()
             },
+            401,
         ),
         (
             "changed after signing",
@@ -644,6 +645,7 @@ async fn forged_alipay_notifications_change_nothing(backend: Backend) {
                 tamper_after_signing: true,
                 ..Default::default()
             },
+            401,
         ),
         (
             "another app",
@@ -651,6 +653,7 @@ async fn forged_alipay_notifications_change_nothing(backend: Backend) {
                 app_id: Some("2021000999999999".into()),
                 ..Default::default()
             },
+            400,
         ),
         (
             "a wrong amount",
@@ -658,11 +661,12 @@ async fn forged_alipay_notifications_change_nothing(backend: Backend) {
                 total_amount: Some("24.67".into()),
                 ..Default::default()
             },
+            400,
         ),
     ];
-    for (label, tweak) in cases {
+    for (label, tweak, status) in cases {
         let body = rig.alipay.notification(&trade, &tweak);
-        let answer = refused(&rig, label, &url, &form, body.into_bytes(), 400).await;
+        let answer = refused(&rig, label, &url, &form, body.into_bytes(), status).await;
         assert_eq!(answer.body, "fail", "{label}");
     }
     assert_eq!(rig.shop.status(id).await, OrderStatus::Pending);
@@ -684,7 +688,7 @@ async fn forged_stripe_notifications_change_nothing(backend: Backend) {
     cheaper["amount_received"] = json!(1);
     let mut dollars = good.clone();
     dollars["currency"] = json!("usd");
-    let cases: Vec<(&str, Value, stripe::Tweak)> = vec![
+    let cases: Vec<(&str, Value, stripe::Tweak, u16)> = vec![
         (
             "a forged signature",
             good.clone(),
@@ -692,6 +696,7 @@ async fn forged_stripe_notifications_change_nothing(backend: Backend) {
                 bad_signature: true,
                 ..Default::default()
             },
+            401,
         ),
         (
             "a stale timestamp",
@@ -700,13 +705,14 @@ async fn forged_stripe_notifications_change_nothing(backend: Backend) {
                 timestamp_offset_s: -301,
                 ..Default::default()
             },
+            401,
         ),
-        ("a wrong amount", cheaper, Default::default()),
-        ("a wrong currency", dollars, Default::default()),
+        ("a wrong amount", cheaper, Default::default(), 400),
+        ("a wrong currency", dollars, Default::default(), 400),
     ];
-    for (label, object, tweak) in cases {
+    for (label, object, tweak, status) in cases {
         let (headers, body) = rig.stripe.event("payment_intent.succeeded", object, &tweak);
-        refused(&rig, label, &url, &headers, body, 400).await;
+        refused(&rig, label, &url, &headers, body, status).await;
     }
     assert_eq!(rig.shop.status(id).await, OrderStatus::Pending);
     let (headers, body) = rig
