@@ -1478,3 +1478,248 @@ async fn sweeps_killed_again_and_again_never_cancel_a_paid_order(backend: Backen
 async fn ticking_wait() {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+on_both_databases!(a_sweep_as_of_an_hour_ahead_writes_the_wall_clock);
+
+/// `cancel-unpaid-orders --now T` with T an hour ahead: T decides which orders are due;
+/// everything the run writes (cancelled_at, history, ledger, the run and its audit row, the
+/// events and their deliveries) carries the wall clock, so a running server delivers the
+/// `order.expired` events at once, not when the wall clock reaches T.
+async fn a_sweep_as_of_an_hour_ahead_writes_the_wall_clock(backend: Backend) {
+    use std::process::{Command, Stdio};
+    let mut shop = TestShop::new(backend).await;
+    // This shop's own clock is the wall clock, as in production.
+    let real = ordo::Ordo::new(
+        shop.ordo.db.clone(),
+        shop.ordo.policy,
+        ordo::Clock::system(),
+    );
+    shop.ordo = real;
+    let receiver = crate::receiver::Receiver::start().await;
+    let (_, secret) = shop
+        .ordo
+        .create_endpoint(
+            shop.staff(),
+            &ordo::events::endpoints::NewEndpoint {
+                url: receiver.url.clone(),
+                event_types: Some(vec!["order.expired".into()]),
+                description: None,
+                ordered: false,
+            },
+        )
+        .await
+        .unwrap();
+    receiver.trust(&secret);
+    let p = shop.product(5, 100).await;
+    let placed = shop.order(&[(p.id, 1)]).await;
+    let id = placed.order.order.id;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args([
+            "serve",
+            "--no-scheduler",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ORDO_DATABASE_URL", &shop.database.url)
+        .env("ORDO_WEBHOOK_ALLOW_PRIVATE", "true")
+        .env("ORDO_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = chrono::Utc::now().timestamp_millis();
+    let an_hour_ahead = ordo::domain::format_rfc3339(started + 60 * MINUTE);
+    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["cancel-unpaid-orders", "--json", "--now", &an_hour_ahead])
+        .env("ORDO_DATABASE_URL", &shop.database.url)
+        .env("ORDO_LOG", "error")
+        .output()
+        .unwrap();
+    let finished = chrono::Utc::now().timestamp_millis();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["cancelled"], 1, "{summary}");
+    // Due as of T: its cutoff is T minus the timeout, after the order was placed.
+    let cutoff = ordo::domain::parse_rfc3339(summary["cutoff"].as_str().unwrap()).unwrap();
+    assert!(cutoff > started, "{summary}");
+    // The events reach the running server's receiver within seconds.
+    for _ in 0..200 {
+        if receiver.accepted().iter().any(|r| r.order_id() == Some(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server_pid = server.id();
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(server_pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = server.wait();
+    let expired: Vec<_> = receiver
+        .accepted()
+        .into_iter()
+        .filter(|r| r.kind() == "order.expired" && r.order_id() == Some(id))
+        .collect();
+    assert_eq!(expired.len(), 1, "order.expired delivered at once");
+    // Every row the run wrote carries the wall clock, not T.
+    let wall = |label: &str, at: i64| {
+        assert!(
+            (started - 1_000..=finished + 1_000).contains(&at),
+            "{label} at {} is not the wall clock ({}..{})",
+            ordo::domain::format_rfc3339(at),
+            ordo::domain::format_rfc3339(started),
+            ordo::domain::format_rfc3339(finished)
+        );
+    };
+    let order = shop.ordo.order(shop.staff(), id).await.unwrap().order;
+    wall("cancelled_at", order.cancelled_at.unwrap());
+    wall("updated_at", order.updated_at);
+    wall(
+        "the history row",
+        shop.history(id).await.last().unwrap().created_at,
+    );
+    for (label, sql) in [
+        (
+            "the ledger row",
+            "SELECT MAX(created_at) FROM stock_movements WHERE order_id = $1 AND reason = 'release'",
+        ),
+        (
+            "the event",
+            "SELECT MAX(created_at) FROM events WHERE order_id = $1 AND type = 'order.expired'",
+        ),
+        (
+            "the payment",
+            "SELECT MAX(updated_at) FROM payments WHERE order_id = $1",
+        ),
+    ] {
+        wall(label, shop.scalar(sql, id).await);
+    }
+    wall(
+        "the run",
+        shop.count("SELECT MAX(started_at) FROM sweep_runs").await,
+    );
+    wall(
+        "the run's audit row",
+        shop.count("SELECT MAX(created_at) FROM audit_log WHERE action = 'sweep.run'")
+            .await,
+    );
+    let expired_at =
+        ordo::domain::parse_rfc3339(expired[0].body["timestamp"].as_str().unwrap()).unwrap();
+    wall("the event's timestamp", expired_at);
+    shop.assert_check_clean().await;
+}
+
+/// `ordo providers check` says what is loaded and what is missing, never a secret; a key
+/// file missing or malformed stops `ordo serve` with exit status 2 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_check_and_serve_name_what_is_wrong() {
+    use std::process::Command;
+    let wechat = WechatPayDouble::start(ordo::Clock::system()).await;
+    let keys = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("ordo.db").display());
+    let ordo = |args: &[&str], env: &[(String, String)]| {
+        Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .args(args)
+            .env("ORDO_DATABASE_URL", &database)
+            .env("ORDO_LOG", "error")
+            .envs(env.iter().cloned())
+            .env_remove("ORDO_CONFIG")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let mut env: Vec<(String, String)> = wechat
+        .settings(keys.path())
+        .into_iter()
+        .map(|(k, v)| (format!("ORDO_{}", k.to_ascii_uppercase()), v))
+        .collect();
+    env.push(("ORDO_PUBLIC_URL".into(), "https://shop.example".into()));
+    // Nothing configured: every provider says so; manual has no webhook secret.
+    let out = ordo(&["providers", "check"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("wechatpay: not configured"),
+        "{}",
+        text(&out)
+    );
+    // Everything there: ready, and the APIv3 key is not shown.
+    let out = ordo(&["providers", "check"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("wechatpay: ready"), "{}", text(&out));
+    assert!(!text(&out).contains(wechatpay::API_V3_KEY));
+    let out = ordo(&["providers", "check", "--json"], &env);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["providers"][1]["provider"], "wechatpay");
+    assert_eq!(report["providers"][1]["ready"], true);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(wechatpay::API_V3_KEY));
+    // Configured in part: exit 2, the missing settings named.
+    let partial = vec![("ORDO_WECHATPAY_MCHID".to_owned(), "1900000109".to_owned())];
+    let out = ordo(&["providers", "check"], &partial);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("missing: wechatpay_appid"),
+        "{}",
+        text(&out)
+    );
+    // A key file missing, or not a key: serve stops at once with 2, naming the setting and file.
+    let missing = keys.path().join("nowhere.pem").display().to_string();
+    let malformed = keys.path().join("malformed.pem");
+    std::fs::write(
+        &malformed,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    for (path, problem) in [
+        (missing.clone(), "cannot read the key file"),
+        (
+            malformed.display().to_string(),
+            "not a usable RSA private key",
+        ),
+    ] {
+        let mut broken = env.clone();
+        broken.retain(|(k, _)| k != "ORDO_WECHATPAY_PRIVATE_KEY_PATH");
+        broken.push(("ORDO_WECHATPAY_PRIVATE_KEY_PATH".into(), path.clone()));
+        for args in [
+            &["serve", "--listen", "127.0.0.1:0"][..],
+            &["providers", "check"][..],
+        ] {
+            let out = ordo(args, &broken);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+            assert!(
+                text(&out).contains("wechatpay_private_key_path"),
+                "{}",
+                text(&out)
+            );
+            assert!(text(&out).contains(&path), "{}", text(&out));
+            assert!(text(&out).contains(problem), "{}", text(&out));
+        }
+    }
+    // A default provider that is not configured: 2.
+    let out = ordo(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("ORDO_DEFAULT_PAYMENT_PROVIDER".into(), "alipay".into())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("default_payment_provider is alipay"),
+        "{}",
+        text(&out)
+    );
+}
