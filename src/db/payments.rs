@@ -392,6 +392,19 @@ pub async fn lock(conn: &mut Conn, dialect: Dialect, id: i64) -> Result<Option<P
     .await?)
 }
 
+/// Locks a payment and its order, the order first (the order every writer follows).
+pub async fn lock_with_order(
+    conn: &mut Conn,
+    dialect: Dialect,
+    id: i64,
+) -> Result<(crate::domain::Order, Payment)> {
+    let not_found = || crate::Error::NotFound { what: "payment" };
+    let order_id = get(conn, id).await?.ok_or_else(not_found)?.order_id;
+    let order = super::orders::lock_existing(conn, dialect, order_id).await?;
+    let payment = lock(conn, dialect, id).await?.ok_or_else(not_found)?;
+    Ok((order, payment))
+}
+
 pub async fn for_order(conn: &mut Conn, order_id: i64) -> Result<Vec<Payment>> {
     Ok(sqlx::query_as::<_, Payment>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE order_id = $1 ORDER BY id"

@@ -531,6 +531,18 @@ impl Payment {
         format!("{base}R{attempt}")
     }
 
+    /// The refund number to send now, with its attempt: the one in hand (sending it again
+    /// never refunds twice), or the next one after a refund the provider failed for good.
+    pub fn next_refund_number(&self) -> (String, i64) {
+        match &self.out_refund_no {
+            Some(number) => (number.clone(), self.refund_attempts),
+            None => {
+                let attempt = self.refund_attempts + 1;
+                (self.refund_number(attempt), attempt)
+            }
+        }
+    }
+
     /// Open (pending) and not past its expiry at `now`.
     pub fn is_open_at(&self, now: Millis) -> bool {
         self.status == PaymentStatus::Pending && self.expires_at > now

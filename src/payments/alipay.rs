@@ -11,7 +11,7 @@ use super::keys::{PrivateKey, PublicKey};
 use super::provider::{
     Acknowledgement, CloseOutcome, Http, Notification, NotificationKind, OpenRequest, Opened,
     Provider, ProviderError, RefundOutcome, RefundRef, RefundRequest, Refusal, TxnState,
-    china_time, read_answer, unreachable,
+    china_time, out_trade_no, read_answer, unreachable,
 };
 use crate::domain::{Millis, Payment, PaymentProvider};
 use axum::http::HeaderMap;
@@ -283,17 +283,6 @@ impl Alipay {
         Ok(answer)
     }
 
-    fn out_trade_no(payment: &Payment) -> Result<&str, ProviderError> {
-        payment
-            .merchant_ref
-            .as_deref()
-            .or(payment.provider_ref.as_deref())
-            .ok_or(ProviderError::Erring {
-                provider: KIND,
-                detail: "the payment has no out_trade_no".to_owned(),
-            })
-    }
-
     /// A verified answer about another trade is not an answer about this one.
     fn same_trade(answer: &Answer, out_trade_no: &str) -> Result<(), ProviderError> {
         match answer.node["out_trade_no"].as_str() {
@@ -317,7 +306,7 @@ impl Provider for Alipay {
         request: OpenRequest<'a>,
     ) -> BoxFuture<'a, Result<Opened, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(request.payment)?.to_owned();
+            let out_trade_no = out_trade_no(KIND, request.payment)?.to_owned();
             let subject: String = request
                 .description
                 .chars()
@@ -355,7 +344,7 @@ impl Provider for Alipay {
         payment: &'a Payment,
     ) -> BoxFuture<'a, Result<TxnState, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(payment)?;
+            let out_trade_no = out_trade_no(KIND, payment)?;
             let answer = self
                 .call(
                     http,
@@ -408,7 +397,7 @@ impl Provider for Alipay {
         payment: &'a Payment,
     ) -> BoxFuture<'a, Result<CloseOutcome, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(payment)?;
+            let out_trade_no = out_trade_no(KIND, payment)?;
             let answer = self
                 .call(
                     http,
@@ -437,7 +426,7 @@ impl Provider for Alipay {
         request: RefundRequest<'a>,
     ) -> BoxFuture<'a, Result<RefundOutcome, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(request.payment)?;
+            let out_trade_no = out_trade_no(KIND, request.payment)?;
             let answer = self
                 .call(
                     http,
@@ -479,7 +468,7 @@ impl Provider for Alipay {
         request: RefundRequest<'a>,
     ) -> BoxFuture<'a, Result<RefundOutcome, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(request.payment)?;
+            let out_trade_no = out_trade_no(KIND, request.payment)?;
             let answer = self
                 .call(
                     http,

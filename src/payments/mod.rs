@@ -578,14 +578,8 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order_id = db::payments::get(&mut tx, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?
-            .order_id;
-        let order = db::orders::lock_existing(&mut tx, dialect, order_id).await?;
-        let payment = db::payments::lock(&mut tx, dialect, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?;
+        // The order first, then the payment: the order every writer follows.
+        let (order, payment) = db::payments::lock_with_order(&mut tx, dialect, payment_id).await?;
         if !db::payments::record_event(&mut tx, event_id, payment.id, "failed", now).await? {
             return Ok(EventOutcome::Replayed);
         }
@@ -617,15 +611,8 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order_id = db::payments::get(&mut tx, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?
-            .order_id;
-        // Lock order first, then payment: the order every writer follows.
-        let order = db::orders::lock_existing(&mut tx, dialect, order_id).await?;
-        let payment = db::payments::lock(&mut tx, dialect, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?;
+        // The order first, then the payment: the order every writer follows.
+        let (order, payment) = db::payments::lock_with_order(&mut tx, dialect, payment_id).await?;
         if let Some(event_id) = &success.event_id
             && !db::payments::record_event(&mut tx, event_id, payment.id, "succeeded", now).await?
         {
@@ -761,14 +748,8 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order_id = db::payments::get(&mut tx, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?
-            .order_id;
-        db::orders::lock_existing(&mut tx, dialect, order_id).await?;
-        let payment = db::payments::lock(&mut tx, dialect, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?;
+        // The order first, then the payment: the order every writer follows.
+        let (_, payment) = db::payments::lock_with_order(&mut tx, dialect, payment_id).await?;
         if payment.status == PaymentStatus::Refunded {
             return Err(Error::Conflict(format!(
                 "payment {payment_id} was already refunded"
@@ -794,7 +775,7 @@ impl Ordo {
             actor,
             "payment.refund_settled",
             Object::Payment(payment_id),
-            json!({"order_id": order_id, "provider_ref": provider_ref,
+            json!({"order_id": payment.order_id, "provider_ref": provider_ref,
                    "amount_cents": settled.amount_cents}),
             now,
         )

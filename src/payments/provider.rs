@@ -588,3 +588,15 @@ pub fn not_configured(kind: PaymentProvider) -> Acknowledgement {
         }
     }
 }
+
+/// The out_trade_no ordo gave a provider for `payment` (WeChat Pay, Alipay).
+pub fn out_trade_no(kind: PaymentProvider, payment: &Payment) -> Result<&str, ProviderError> {
+    payment
+        .merchant_ref
+        .as_deref()
+        .or(payment.provider_ref.as_deref())
+        .ok_or(ProviderError::Erring {
+            provider: kind,
+            detail: "the payment has no out_trade_no".to_owned(),
+        })
+}

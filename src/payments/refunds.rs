@@ -77,13 +77,7 @@ impl Ordo {
             }
         };
         if !payment.refund().is_some_and(|r| r.under_way()) {
-            let (number, attempt) = match &payment.out_refund_no {
-                Some(number) => (number.clone(), payment.refund_attempts),
-                None => {
-                    let attempt = payment.refund_attempts + 1;
-                    (payment.refund_number(attempt), attempt)
-                }
-            };
+            let (number, attempt) = payment.next_refund_number();
             db::payments::request_refund(&mut tx, payment.id, &number, attempt, now).await?;
             audit::record(
                 &mut tx,
@@ -131,14 +125,8 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order_id = db::payments::get(&mut tx, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?
-            .order_id;
-        db::orders::lock_existing(&mut tx, dialect, order_id).await?;
-        let payment = db::payments::lock(&mut tx, dialect, payment_id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?;
+        // The order first, then the payment: the order every writer follows.
+        let (_, payment) = db::payments::lock_with_order(&mut tx, dialect, payment_id).await?;
         if !(payment.status == PaymentStatus::Succeeded && payment.refund_required) {
             return Err(Error::Conflict(format!(
                 "payment {payment_id} is not a late payment awaiting a refund"
@@ -151,13 +139,7 @@ impl Ordo {
             ));
         }
         if !payment.refund().is_some_and(|r| r.under_way()) {
-            let (number, attempt) = match &payment.out_refund_no {
-                Some(number) => (number.clone(), payment.refund_attempts),
-                None => {
-                    let attempt = payment.refund_attempts + 1;
-                    (payment.refund_number(attempt), attempt)
-                }
-            };
+            let (number, attempt) = payment.next_refund_number();
             db::payments::request_refund(&mut tx, payment.id, &number, attempt, now).await?;
         }
         audit::record(
@@ -165,7 +147,7 @@ impl Ordo {
             actor,
             "payment.refund",
             Object::Payment(payment_id),
-            json!({"order_id": order_id, "provider": payment.provider}),
+            json!({"order_id": payment.order_id, "provider": payment.provider}),
             now,
         )
         .await?;
@@ -297,10 +279,7 @@ impl Ordo {
         let now = self.clock.now();
         let dialect = self.db.dialect();
         let mut tx = self.db.write_tx().await?;
-        let order = db::orders::lock_existing(&mut tx, dialect, payment.order_id).await?;
-        let current = db::payments::lock(&mut tx, dialect, payment.id)
-            .await?
-            .ok_or(Error::NotFound { what: "payment" })?;
+        let (order, current) = db::payments::lock_with_order(&mut tx, dialect, payment.id).await?;
         if let Some(event_id) = event_id
             && !db::payments::record_event(&mut tx, event_id, current.id, "refund", now).await?
         {

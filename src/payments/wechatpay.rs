@@ -11,7 +11,7 @@ use super::keys::{self, PrivateKey, PublicKey};
 use super::provider::{
     Acknowledgement, CloseOutcome, Http, Notification, NotificationKind, OpenRequest, Opened,
     Provider, ProviderError, RefundOutcome, RefundRef, RefundRequest, Refusal, TxnState,
-    china_time, header, nonce, read_answer, unreachable,
+    china_time, header, nonce, out_trade_no, read_answer, unreachable,
 };
 use crate::domain::{Millis, Payment, PaymentProvider};
 use axum::http::HeaderMap;
@@ -202,17 +202,6 @@ impl WechatPay {
         Ok(txn)
     }
 
-    fn out_trade_no(payment: &Payment) -> Result<&str, ProviderError> {
-        payment
-            .merchant_ref
-            .as_deref()
-            .or(payment.provider_ref.as_deref())
-            .ok_or(ProviderError::Erring {
-                provider: KIND,
-                detail: "the payment has no out_trade_no".to_owned(),
-            })
-    }
-
     fn refund_outcome(refund: RefundBody) -> RefundOutcome {
         let refund_id = refund.refund_id.unwrap_or_default();
         match refund.status.as_deref().unwrap_or_default() {
@@ -341,7 +330,7 @@ impl Provider for WechatPay {
         request: OpenRequest<'a>,
     ) -> BoxFuture<'a, Result<Opened, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(request.payment)?.to_owned();
+            let out_trade_no = out_trade_no(KIND, request.payment)?.to_owned();
             let openid = request.openid.ok_or(ProviderError::Erring {
                 provider: KIND,
                 detail: "JSAPI needs the payer's openid".to_owned(),
@@ -417,7 +406,7 @@ impl Provider for WechatPay {
         payment: &'a Payment,
     ) -> BoxFuture<'a, Result<TxnState, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(payment)?;
+            let out_trade_no = out_trade_no(KIND, payment)?;
             let path = format!(
                 "/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={}",
                 self.config.mchid
@@ -437,7 +426,7 @@ impl Provider for WechatPay {
         payment: &'a Payment,
     ) -> BoxFuture<'a, Result<CloseOutcome, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(payment)?;
+            let out_trade_no = out_trade_no(KIND, payment)?;
             let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
             let answer = self
                 .send(
@@ -462,7 +451,7 @@ impl Provider for WechatPay {
         request: RefundRequest<'a>,
     ) -> BoxFuture<'a, Result<RefundOutcome, ProviderError>> {
         Box::pin(async move {
-            let out_trade_no = Self::out_trade_no(request.payment)?;
+            let out_trade_no = out_trade_no(KIND, request.payment)?;
             let mut body = json!({
                 "out_trade_no": out_trade_no,
                 "out_refund_no": request.out_refund_no,
