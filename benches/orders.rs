@@ -2,9 +2,17 @@
 //! this load process with N concurrent keep-alive connections, (a) orders spread over
 //! 1,000 products, (b) every order for one hot product (a flash sale). Each request is
 //! one customer's order, round robin over 20,000 customers, so the per-customer limits and
-//! the per-token rate limiter run at their defaults. The baseline, in the same run: the
-//! same transaction's statements driven straight at PostgreSQL by pgbench, one order per
-//! transaction, at the same concurrency. Variants: the rate limiter off; one webhook
+//! the per-token rate limiter run at their defaults.
+//!
+//! Against the bound, in the same run: (1) the limit, what PostgreSQL does with combined
+//! orders: a hand-written batched placement driven by pgbench, each transaction placing a
+//! batch of orders with set-based statements (products locked in id order; orders, items,
+//! ledger, history, payments and an `order.created` event row each, like ordo's), the batch
+//! size and the clients chosen by trying several and keeping the fastest; (2) the HTTP
+//! floor, the same load generator on a request that does no database work (`/healthz` of
+//! the same server); (3) the bound they make together, 1 / (1/limit + 1/floor).
+//!
+//! Variants: the rate limiter off; one webhook
 //! endpoint subscribed with a local receiver (its delivery lag measured); WeChat Pay as the
 //! default payment provider (placement never waits on it). Afterwards:
 //! nothing oversold (stock + units reserved = the start) and `ordo check` clean.
@@ -12,6 +20,7 @@
 //!     cargo bench --bench orders -- [--seconds 10] [--connections 64,256]
 //!         [--backends postgres,sqlite] [--only spread|hot] [--skip-variants]
 //!         [--variant limiter-off|endpoint|wechatpay] [--no-baseline] [--rate ORDERS_PER_S]
+//!         [--limit-batch N] [--limit-clients N]
 //!
 //! PostgreSQL: `ORDO_BENCH_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
 //! Needs `pgbench` (Debian: postgresql-contrib or postgresql-client).
@@ -82,10 +91,13 @@ struct Args {
     only_variant: Option<Variant>,
     /// Only drive this running server (already prepared by an earlier run), to profile it.
     target: Option<String>,
-    /// Skip the pgbench baseline.
+    /// Skip the limit (pgbench's batched placement).
     baseline: bool,
     /// Orders per second in all, instead of as many as are answered.
     rate: Option<f64>,
+    /// The limit's batch size and clients (default: the fastest of several tried).
+    limit_batch: Option<u32>,
+    limit_clients: Option<u32>,
 }
 
 fn parse_args() -> Args {
@@ -99,6 +111,8 @@ fn parse_args() -> Args {
         target: None,
         baseline: true,
         rate: None,
+        limit_batch: None,
+        limit_clients: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -132,6 +146,20 @@ fn parse_args() -> Args {
             "--target" => args.target = it.next(),
             "--no-baseline" => args.baseline = false,
             "--rate" => args.rate = Some(it.next().and_then(|s| s.parse().ok()).expect("--rate N")),
+            "--limit-batch" => {
+                args.limit_batch = Some(
+                    it.next()
+                        .and_then(|s| s.parse().ok())
+                        .expect("--limit-batch N"),
+                )
+            }
+            "--limit-clients" => {
+                args.limit_clients = Some(
+                    it.next()
+                        .and_then(|s| s.parse().ok())
+                        .expect("--limit-clients N"),
+                )
+            }
             _ => {}
         }
     }
@@ -340,6 +368,7 @@ async fn load(
     connections: usize,
     seconds: u64,
     rate: Option<f64>,
+    floor: bool,
 ) -> Run {
     ordo::install_tls_provider();
     let client = reqwest::Client::builder()
@@ -353,6 +382,7 @@ async fn load(
     for c in 0..connections {
         let client = client.clone();
         let url = format!("{base}/api/v1/orders");
+        let healthz = format!("{base}/healthz");
         tasks.push(tokio::spawn(async move {
             let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
             let mut latencies = Vec::new();
@@ -380,17 +410,25 @@ async fn load(
                     None => Instant::now(),
                 };
                 k += 1;
-                let response = client
-                    .post(&url)
-                    .bearer_auth(token(customer))
-                    .json(&serde_json::json!({"items": [{"product_id": product, "quantity": 1}]}))
-                    .send()
-                    .await;
+                // The floor: the same client, the same connections, no database work.
+                let (response, expected) = if floor {
+                    (client.get(&healthz).send().await, reqwest::StatusCode::OK)
+                } else {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(token(customer))
+                        .json(
+                            &serde_json::json!({"items": [{"product_id": product, "quantity": 1}]}),
+                        )
+                        .send()
+                        .await;
+                    (response, reqwest::StatusCode::CREATED)
+                };
                 let ok = match response {
                     Ok(r) => {
-                        let created = r.status() == reqwest::StatusCode::CREATED;
+                        let answered = r.status() == expected;
                         let _ = r.bytes().await;
-                        created
+                        answered
                     }
                     Err(_) => false,
                 };
@@ -451,6 +489,8 @@ async fn receiver() -> (String, Arc<Mutex<Vec<f64>>>) {
 
 struct Outcome {
     run: Run,
+    /// Requests a second the same load generator gets from the server's `/healthz`.
+    floor: f64,
     conserved: bool,
     check: bool,
     /// p50, p99 delivery lag (ms) and whether every event arrived, with an endpoint.
@@ -520,7 +560,18 @@ async fn bench_ordo(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let run = load(&base, scenario, connections, args.seconds, args.rate).await;
+    let run = load(&base, scenario, connections, args.seconds, args.rate, false).await;
+    // The HTTP floor on the same server, right after, with the same load generator.
+    let floor = load(
+        &base,
+        scenario,
+        connections,
+        args.seconds.min(5),
+        None,
+        true,
+    )
+    .await
+    .rate();
     let lag = match &lags {
         None => None,
         Some(seen) => {
@@ -560,66 +611,107 @@ async fn bench_ordo(
         .expect("ordo check");
     Outcome {
         run,
+        floor,
         conserved: held == PRODUCTS * STOCK,
         check: check.status.success(),
         lag,
     }
 }
 
-const PGBENCH_SCRIPT: &str = r#"
-\set pid random(1, :products)
+/// The limit: a batch of `:batch` orders in one transaction, placed the way ordo places a
+/// combined batch, with set-based statements: the products locked in id order, the stock
+/// taken once per product, then every order with its item, ledger row, history row,
+/// payment and `order.created` event row (about the size of ordo's). The products are
+/// picked from the transaction's id, so every statement sees the same ones.
+const LIMIT_SCRIPT: &str = r#"
 BEGIN;
-UPDATE products SET stock = stock - 1, updated_at = 1 WHERE id = :pid AND active AND stock >= 1 RETURNING price_cents, currency;
-INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at) VALUES (md5(random()::text || clock_timestamp()::text), 2, 'pending', 100, 'CNY', NULL, 1, 1) RETURNING id AS order_id \gset
-INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (:order_id, :pid, 1, 100);
-INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at) VALUES (:pid, :order_id, -1, 'reserve', 'user:2', NULL, 1);
-INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at) VALUES (:order_id, NULL, 'pending', 'user:2', NULL, 1);
-INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required, created_at, updated_at) VALUES (:order_id, 100, 'card', 'pending', 2, FALSE, 1, 1);
+SELECT id FROM products WHERE id IN
+  (SELECT 1 + (txid_current() * 7 + g * 7919) % :products FROM generate_series(1, :batch) g)
+  ORDER BY id FOR NO KEY UPDATE;
+UPDATE products p SET stock = p.stock - c.n, updated_at = 1
+  FROM (SELECT 1 + (txid_current() * 7 + g * 7919) % :products AS id, count(*) AS n
+        FROM generate_series(1, :batch) g GROUP BY 1) c
+  WHERE p.id = c.id AND p.stock >= c.n;
+WITH picks AS (
+  SELECT g, 1 + (txid_current() * 7 + g * 7919) % :products AS product_id,
+         2 + (txid_current() * 13 + g) % 20000 AS user_id
+  FROM generate_series(1, :batch) g),
+placed AS (
+  INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at, event_seq)
+  SELECT 'ORD-L' || txid_current() || '-' || g, user_id, 'pending', 100, 'CNY', NULL, 1, 1, 1 FROM picks
+  RETURNING id, number, user_id),
+o AS (SELECT placed.id, placed.number, placed.user_id, picks.product_id
+      FROM placed JOIN picks ON placed.number = 'ORD-L' || txid_current() || '-' || picks.g),
+items AS (
+  INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+  SELECT id, product_id, 1, 100 FROM o),
+ledger AS (
+  INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
+  SELECT product_id, id, -1, 'reserve', 'user:' || user_id, NULL, 1 FROM o),
+history AS (
+  INSERT INTO order_status_history (order_id, from_status, to_status, actor, note, created_at)
+  SELECT id, NULL, 'pending', 'user:' || user_id, NULL, 1 FROM o),
+pay AS (
+  INSERT INTO payments (order_id, amount_cents, method, status, expires_at, refund_required, created_at, updated_at)
+  SELECT id, 100, 'card', 'pending', 1800001, FALSE, 1, 1 FROM o)
+INSERT INTO events (event_id, type, order_id, product_id, seq, data, created_at)
+SELECT 'evt_' || md5(number), 'order.created', id, NULL, 1,
+  json_build_object(
+    'order', json_build_object('id', id, 'number', number, 'user_id', user_id, 'status', 'pending',
+      'total_cents', 100, 'currency', 'CNY', 'note', NULL, 'created_at', '2026-12-04T10:00:00.000Z',
+      'updated_at', '2026-12-04T10:00:00.000Z', 'paid_at', NULL, 'completed_at', NULL,
+      'cancelled_at', NULL, 'cancel_reason', NULL, 'carrier', NULL, 'tracking_number', NULL,
+      'items', json_build_array(json_build_object('product_id', product_id, 'quantity', 1, 'unit_price_cents', 100)),
+      'payments', json_build_array(json_build_object('id', id, 'order_id', id, 'amount_cents', 100,
+        'method', 'card', 'status', 'pending', 'expires_at', '2026-12-04T10:30:00.000Z', 'provider', 'manual',
+        'provider_ref', NULL, 'refund_required', false, 'created_at', '2026-12-04T10:00:00.000Z'))),
+    'seq', 1, 'previous_status', NULL,
+    'payment', json_build_object('id', id, 'amount_cents', 100, 'status', 'pending',
+      'expires_at', '2026-12-04T10:30:00.000Z'),
+    'unpaid_deadline', '2026-12-04T10:30:00.000Z')::text,
+  1
+FROM o;
 COMMIT;
 "#;
 
-async fn bench_pgbench(
+/// The limit's result: orders a second (batch size x transactions a second), with the batch
+/// size and clients it was measured with.
+struct Limit {
+    rate: f64,
+    batch: u32,
+    clients: u32,
+}
+
+/// Runs the limit's script with pgbench for `seconds` on a freshly prepared database.
+async fn run_limit(
     scenario: Scenario,
-    connections: usize,
-    args: &Args,
+    batch: u32,
+    clients: u32,
+    seconds: u64,
     dir: &std::path::Path,
-) -> (Run, usize) {
-    let url = prepare(Backend::Postgres, "ordo_bench_pgbench", dir).await;
+) -> f64 {
+    let url = prepare(Backend::Postgres, "ordo_bench_limit", dir).await;
     let work = tempfile::tempdir().expect("temp dir");
-    let script = work.path().join("place_order.sql");
-    std::fs::write(&script, PGBENCH_SCRIPT).expect("script");
+    let script = work.path().join("place_batch.sql");
+    std::fs::write(&script, LIMIT_SCRIPT).expect("script");
     let products = match scenario {
         Scenario::Spread => PRODUCTS,
         Scenario::Hot => 1,
     };
-    let total = WARMUP.as_secs() + args.seconds;
-    // pgbench holds a server connection per client: no more than the server allows.
-    let room = scalar(
-        &url,
-        "SELECT CAST(current_setting('max_connections') AS BIGINT)
-                - CAST(current_setting('superuser_reserved_connections') AS BIGINT) - 5",
-    )
-    .await;
-    let clients = connections.min(room.max(1) as usize);
-    let mut command = Command::new("pgbench");
-    if let Some(rate) = args.rate {
-        command.args(["-R", &format!("{rate}")]);
-    }
-    let out = command
+    let out = Command::new("pgbench")
         .current_dir(work.path())
         .args([
             "-n",
-            "-M",
-            "prepared",
             "-c",
             &clients.to_string(),
             "-j",
             "2",
             "-T",
-            &total.to_string(),
+            &seconds.to_string(),
             "-D",
             &format!("products={products}"),
-            "-l",
+            "-D",
+            &format!("batch={batch}"),
             "-f",
         ])
         .arg(&script)
@@ -628,51 +720,58 @@ async fn bench_pgbench(
         .expect("run pgbench (Debian: postgresql-contrib)");
     assert!(
         out.status.success(),
-        "pgbench failed: {}",
+        "pgbench failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // Per-transaction logs: client, transaction, latency (us), script, epoch s, us.
-    let mut samples: Vec<(f64, f64)> = Vec::new();
-    for entry in std::fs::read_dir(work.path()).expect("logs").flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("pgbench_log")
-        {
-            continue;
-        }
-        for line in std::fs::read_to_string(entry.path())
-            .unwrap_or_default()
-            .lines()
-        {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() >= 6 {
-                let latency_ms = f[2].parse::<f64>().unwrap_or(0.0) / 1000.0;
-                let at =
-                    f[4].parse::<f64>().unwrap_or(0.0) + f[5].parse::<f64>().unwrap_or(0.0) / 1e6;
-                samples.push((at, latency_ms));
-            }
-        }
-    }
-    let first = samples.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
-    let from = first + WARMUP.as_secs_f64();
-    let to = from + args.seconds as f64;
-    let mut latencies: Vec<f64> = samples
-        .iter()
-        .filter(|(at, _)| *at >= from && *at <= to)
-        .map(|s| s.1)
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    (
-        Run {
-            orders: latencies.len(),
-            errors: 0,
-            seconds: args.seconds as f64,
-            p50_ms: percentile(&latencies, 50.0),
-            p99_ms: percentile(&latencies, 99.0),
-        },
-        clients,
+    // "tps = 141.2 (without initial connection time)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no tps in pgbench's output: {text}"));
+    // The placed orders are really there, and nothing was oversold.
+    let placed = scalar(
+        &url,
+        "SELECT COUNT(*) FROM orders WHERE number LIKE 'ORD-L%'",
     )
+    .await;
+    assert!(placed > 0, "the limit placed nothing");
+    tps * f64::from(batch)
+}
+
+/// The limit for `scenario`: the batch size and clients given, or the fastest of several
+/// tried for a few seconds each, then measured for `seconds`.
+async fn bench_limit(scenario: Scenario, args: &Args, dir: &std::path::Path) -> Limit {
+    let (batch, clients) = match (args.limit_batch, args.limit_clients) {
+        (Some(batch), Some(clients)) => (batch, clients),
+        (batch, clients) => {
+            let batches = batch.map_or(vec![32, 64, 128], |b| vec![b]);
+            let clientss = clients.map_or(vec![2, 4, 8], |c| vec![c]);
+            let mut best = (0.0, 0, 0);
+            for &b in &batches {
+                for &c in &clientss {
+                    let rate = run_limit(scenario, b, c, 3, dir).await;
+                    eprintln!(
+                        "  limit, {}: batch {b}, {c} clients: {rate:.0} orders/s",
+                        scenario.name()
+                    );
+                    if rate > best.0 {
+                        best = (rate, b, c);
+                    }
+                }
+            }
+            (best.1, best.2)
+        }
+    };
+    let rate = run_limit(scenario, batch, clients, args.seconds, dir).await;
+    Limit {
+        rate,
+        batch,
+        clients,
+    }
 }
 
 fn main() {
@@ -687,6 +786,7 @@ fn main() {
                 args.connections[0],
                 args.seconds,
                 args.rate,
+                false,
             ));
             println!(
                 "{}: {:.0} orders/s, p50 {:.1} ms, p99 {:.1} ms, {} errors",
@@ -699,11 +799,24 @@ fn main() {
         }
         return;
     }
+    // The limit, once per scenario (PostgreSQL): before any ordo run, on a database of its own.
+    let mut limits: Vec<(Scenario, Limit)> = Vec::new();
+    if args.baseline && args.backends.contains(&Backend::Postgres) {
+        for &scenario in &args.scenarios {
+            eprintln!("{}: the batched limit...", scenario.name());
+            let limit = rt.block_on(bench_limit(scenario, &args, dir.path()));
+            eprintln!(
+                "  {:.0} orders/s (batch {}, {} clients)",
+                limit.rate, limit.batch, limit.clients
+            );
+            limits.push((scenario, limit));
+        }
+    }
     println!(
-        "| database | connections | scenario | variant | ordo orders/s | p50 (ms) | p99 (ms) | errors | pgbench orders/s | pgbench p99 (ms) | ordo / pgbench | delivery lag p50 / p99 (ms) | stock conserved | ordo check |"
+        "| database | connections | scenario | variant | ordo orders/s | p50 (ms) | p99 (ms) | errors | limit (orders/s) | HTTP floor (requests/s) | bound (orders/s) | ordo / bound | delivery lag p50 / p99 (ms) | stock conserved | ordo check |"
     );
     println!(
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
     );
     // Correctness findings: the table is printed whole, then the run fails on any.
     let mut findings = Vec::new();
@@ -714,10 +827,10 @@ fn main() {
         };
         for &connections in &connections {
             for &scenario in &args.scenarios {
-                let baseline = (backend == Backend::Postgres && args.baseline).then(|| {
-                    eprintln!("{backend:?} {connections} {}: pgbench...", scenario.name());
-                    rt.block_on(bench_pgbench(scenario, connections, &args, dir.path()))
-                });
+                let limit = limits
+                    .iter()
+                    .find(|(s, _)| *s == scenario && backend == Backend::Postgres)
+                    .map(|(_, l)| l);
                 let mut variants = vec![Variant::Default];
                 if args.variants
                     && backend == Backend::Postgres
@@ -747,16 +860,15 @@ fn main() {
                         &args,
                         dir.path(),
                     ));
-                    let (pg_rate, pg_p99, ratio) = match &baseline {
-                        Some((b, clients)) => (
-                            if *clients < connections {
-                                format!("{:.0} ({clients} clients: the server's limit)", b.rate())
-                            } else {
-                                format!("{:.0}", b.rate())
-                            },
-                            format!("{:.1}", b.p99_ms),
-                            format!("{:.2}", o.run.rate() / b.rate()),
-                        ),
+                    let (limit_rate, bound, ratio) = match limit {
+                        Some(l) => {
+                            let bound = 1.0 / (1.0 / l.rate + 1.0 / o.floor);
+                            (
+                                format!("{:.0} (batch {}, {} clients)", l.rate, l.batch, l.clients),
+                                format!("{bound:.0}"),
+                                format!("{:.2}", o.run.rate() / bound),
+                            )
+                        }
                         None => ("-".into(), "-".into(), "-".into()),
                     };
                     let lag = o.lag.map_or("-".to_owned(), |(p50, p99, all)| {
@@ -780,13 +892,14 @@ fn main() {
                         findings.push(format!("{run}: not every event was delivered"));
                     }
                     println!(
-                        "| {backend:?} | {connections} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {pg_rate} | {pg_p99} | {ratio} | {lag} | {} | {} |",
+                        "| {backend:?} | {connections} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {limit_rate} | {:.0} | {bound} | {ratio} | {lag} | {} | {} |",
                         scenario.name(),
                         variant.name(),
                         o.run.rate(),
                         o.run.p50_ms,
                         o.run.p99_ms,
                         o.run.errors,
+                        o.floor,
                         if o.conserved { "yes" } else { "NO" },
                         if o.check { "clean" } else { "FINDINGS" },
                     );
