@@ -487,8 +487,78 @@ async fn receiver() -> (String, Arc<Mutex<Vec<f64>>>) {
     (format!("http://127.0.0.1:{port}/hook"), lags)
 }
 
+/// CPU seconds so far: the server, every PostgreSQL process, and this load generator.
+#[derive(Clone, Copy)]
+struct Cpu {
+    ordo: f64,
+    postgres: f64,
+    load: f64,
+}
+
+impl Cpu {
+    fn now(server: u32) -> Cpu {
+        // SAFETY: sysconf has no preconditions.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let of = |stat: &str| -> f64 {
+            // After the command name in parentheses: utime and stime are fields 14 and 15.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let get = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (get(11) + get(12)) / tick
+        };
+        let ordo = std::fs::read_to_string(format!("/proc/{server}/stat"))
+            .map(|s| of(&s))
+            .unwrap_or(0.0);
+        let mut postgres = 0.0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let path = entry.path();
+            if std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+                postgres += std::fs::read_to_string(path.join("stat"))
+                    .map(|s| of(&s))
+                    .unwrap_or(0.0);
+            }
+        }
+        // SAFETY: an all-zero rusage is a valid value for getrusage to fill in.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: usage is valid for writes.
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Cpu {
+            ordo,
+            postgres,
+            load: secs(usage.ru_utime) + secs(usage.ru_stime),
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            ordo: self.ordo - before.ordo,
+            postgres: self.postgres - before.postgres,
+            load: self.load - before.load,
+        }
+    }
+}
+
+/// Where an order's time went: CPU per order in ordo, PostgreSQL and the load generator
+/// (µs), the mean batch, how long an order waited to be combined and a batch took (ms).
+#[derive(Clone, Copy)]
+struct Profile {
+    ordo_us: f64,
+    postgres_us: f64,
+    load_us: f64,
+    batch: f64,
+    wait_ms: f64,
+    batch_ms: f64,
+}
+
 struct Outcome {
     run: Run,
+    profile: Profile,
     /// Requests a second the same load generator gets from the server's `/healthz`.
     floor: f64,
     conserved: bool,
@@ -560,7 +630,38 @@ async fn bench_ordo(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let orders_before = scalar(&url, "SELECT COUNT(*) FROM orders").await;
+    let cpu_before = Cpu::now(server.id());
     let run = load(&base, scenario, connections, args.seconds, args.rate, false).await;
+    let cpu = Cpu::now(server.id()).since(&cpu_before);
+    let placed = (scalar(&url, "SELECT COUNT(*) FROM orders").await - orders_before).max(1) as f64;
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let mean = |name: &str| {
+        let value = |suffix: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}_{suffix} ")))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        value("sum") / value("count").max(1.0)
+    };
+    let profile = Profile {
+        ordo_us: cpu.ordo * 1e6 / placed,
+        postgres_us: cpu.postgres * 1e6 / placed,
+        load_us: cpu.load * 1e6 / placed,
+        batch: mean("ordo_placement_batch_size"),
+        wait_ms: mean("ordo_placement_wait_seconds") * 1000.0,
+        batch_ms: mean("ordo_placement_batch_seconds") * 1000.0,
+    };
     // The HTTP floor on the same server, right after, with the same load generator.
     let floor = load(
         &base,
@@ -611,6 +712,7 @@ async fn bench_ordo(
         .expect("ordo check");
     Outcome {
         run,
+        profile,
         floor,
         conserved: held == PRODUCTS * STOCK,
         check: check.status.success(),
@@ -820,6 +922,7 @@ fn main() {
     );
     // Correctness findings: the table is printed whole, then the run fails on any.
     let mut findings = Vec::new();
+    let mut profiles: Vec<String> = Vec::new();
     for &backend in &args.backends {
         let connections: Vec<usize> = match backend {
             Backend::Postgres => args.connections.clone(),
@@ -882,6 +985,18 @@ fn main() {
                         scenario.name(),
                         variant.name()
                     );
+                    let p = o.profile;
+                    profiles.push(format!(
+                        "| {backend:?} | {connections} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} |",
+                        scenario.name(),
+                        variant.name(),
+                        p.ordo_us,
+                        p.postgres_us,
+                        p.load_us,
+                        p.batch,
+                        p.wait_ms,
+                        p.batch_ms
+                    ));
                     if !o.conserved {
                         findings.push(format!("{run}: stock not conserved"));
                     }
@@ -906,6 +1021,13 @@ fn main() {
                 }
             }
         }
+    }
+    println!(
+        "\n| database | connections | scenario | variant | ordo CPU (µs/order) | PostgreSQL CPU (µs/order) | load generator CPU (µs/order) | mean batch (orders) | waiting to be combined (ms) | batch transaction (ms) |"
+    );
+    println!("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in &profiles {
+        println!("{row}");
     }
     println!(
         "\n{} s measured after {} s warm-up; one item per order; {CUSTOMERS} customers round robin",

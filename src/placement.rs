@@ -74,6 +74,8 @@ enum Outcome {
 struct Job {
     request: PlacementRequest,
     reply: oneshot::Sender<Result<Placed>>,
+    /// When it was queued: how long orders wait to be combined is measured from it.
+    queued: std::time::Instant,
 }
 
 /// The per-process queue of placements.
@@ -128,8 +130,12 @@ impl Combiner {
         let first_product = request.lines.first().map_or(0, |l| l.0);
         let lane = &lanes[first_product.unsigned_abs() as usize % lanes.len()];
         let (reply, answer) = oneshot::channel();
-        lane.send(Job { request, reply })
-            .map_err(|_| Error::Unavailable("the placement queue has stopped".to_owned()))?;
+        lane.send(Job {
+            request,
+            reply,
+            queued: std::time::Instant::now(),
+        })
+        .map_err(|_| Error::Unavailable("the placement queue has stopped".to_owned()))?;
         answer
             .await
             .map_err(|_| Error::Unavailable("the placement queue has stopped".to_owned()))?
@@ -155,8 +161,14 @@ async fn run_lane(db: Db, outbox: Arc<events::Wake>, mut queue: mpsc::UnboundedR
         }
         let batch = std::mem::take(&mut jobs);
         metrics::histogram!("ordo_placement_batch_size").record(batch.len() as f64);
+        let waited = metrics::histogram!("ordo_placement_wait_seconds");
+        for job in &batch {
+            waited.record(job.queued.elapsed().as_secs_f64());
+        }
         let requests: Vec<&PlacementRequest> = batch.iter().map(|j| &j.request).collect();
+        let started = std::time::Instant::now();
         let outcomes = place_or_split(&db, &requests).await;
+        metrics::histogram!("ordo_placement_batch_seconds").record(started.elapsed().as_secs_f64());
         let mut placed = false;
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             match outcome {

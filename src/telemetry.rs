@@ -106,6 +106,16 @@ fn describe_metrics() {
         "ordo_placement_batch_size",
         "Orders placed together in one transaction"
     );
+    describe_histogram!(
+        "ordo_placement_wait_seconds",
+        metrics::Unit::Seconds,
+        "How long an order waited in its lane for its batch to start"
+    );
+    describe_histogram!(
+        "ordo_placement_batch_seconds",
+        metrics::Unit::Seconds,
+        "How long one placement batch took, its transaction and commit"
+    );
     describe_counter!(
         "ordo_rate_limited_total",
         "Requests refused by the rate limiter, by client kind (token or address)"
