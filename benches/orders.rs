@@ -339,7 +339,8 @@ fn token(i: i64) -> String {
 
 struct Run {
     orders: usize,
-    errors: usize,
+    /// Answers other than the one expected, by status (0: no answer).
+    errors: std::collections::BTreeMap<u16, usize>,
     seconds: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -348,6 +349,23 @@ struct Run {
 impl Run {
     fn rate(&self) -> f64 {
         self.orders as f64 / self.seconds
+    }
+
+    /// `0`, or the count and what they were: `37 (429: 37)`.
+    fn errors(&self) -> String {
+        let total: usize = self.errors.values().sum();
+        if total == 0 {
+            return "0".to_owned();
+        }
+        let kinds: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(status, n)| match status {
+                0 => format!("no answer: {n}"),
+                s => format!("{s}: {n}"),
+            })
+            .collect();
+        format!("{total} ({})", kinds.join(", "))
     }
 }
 
@@ -386,7 +404,7 @@ async fn load(
         tasks.push(tokio::spawn(async move {
             let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
             let mut latencies = Vec::new();
-            let mut errors = 0;
+            let mut errors = std::collections::BTreeMap::<u16, usize>::new();
             let mut k = 0i64;
             while Instant::now() < until {
                 seed ^= seed << 13;
@@ -424,19 +442,18 @@ async fn load(
                         .await;
                     (response, reqwest::StatusCode::CREATED)
                 };
-                let ok = match response {
+                let status = match response {
                     Ok(r) => {
-                        let answered = r.status() == expected;
+                        let status = r.status();
                         let _ = r.bytes().await;
-                        answered
+                        (status != expected).then_some(status.as_u16())
                     }
-                    Err(_) => false,
+                    Err(_) => Some(0),
                 };
                 if sent >= measure_from && Instant::now() <= until {
-                    if ok {
-                        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                    } else {
-                        errors += 1;
+                    match status {
+                        None => latencies.push(sent.elapsed().as_secs_f64() * 1000.0),
+                        Some(status) => *errors.entry(status).or_insert(0) += 1,
                     }
                 }
             }
@@ -444,11 +461,13 @@ async fn load(
         }));
     }
     let mut latencies = Vec::new();
-    let mut errors = 0;
+    let mut errors = std::collections::BTreeMap::new();
     for t in tasks {
         let (l, e) = t.await.expect("client task");
         latencies.extend(l);
-        errors += e;
+        for (status, n) in e {
+            *errors.entry(status).or_insert(0) += n;
+        }
     }
     latencies.sort_by(f64::total_cmp);
     Run {
@@ -896,7 +915,7 @@ fn main() {
                 run.rate(),
                 run.p50_ms,
                 run.p99_ms,
-                run.errors
+                run.errors()
             );
         }
         return;
@@ -1013,7 +1032,7 @@ fn main() {
                         o.run.rate(),
                         o.run.p50_ms,
                         o.run.p99_ms,
-                        o.run.errors,
+                        o.run.errors(),
                         o.floor,
                         if o.conserved { "yes" } else { "NO" },
                         if o.check { "clean" } else { "FINDINGS" },
