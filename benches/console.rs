@@ -1,11 +1,13 @@
-//! The staff console's pages on a big shop: 1,000,000 orders on PostgreSQL (seeded
-//! set-based, with a realistic mix of statuses and a few thousand unpaid), a real `ordo
-//! serve`, a signed-in session, and each page requested again and again; prints p50 and p95
-//! per page (the full response over loopback, from a client on the same machine).
+//! The staff console's pages on a big shop: 1,000,000 orders and 100,000 customers on
+//! PostgreSQL (seeded set-based, with a realistic mix of statuses and a few thousand
+//! unpaid; every customer with a phone and the shop's id for it, every order with its
+//! address and its lines' SKU and name), a real `ordo serve` (in Asia/Shanghai, in yuan), a
+//! signed-in session, and each page requested again and again; prints p50 and p95 per page
+//! (the full response over loopback, from a client on the same machine).
 //!
-//! `cargo bench --bench console [-- --orders N] [--repeat N] [--keep]`; the server is
-//! `ORDO_BENCH_DATABASE_URL` (default: the local PostgreSQL). `--keep` leaves the database
-//! `ordo_bench_console` behind, to look at query plans.
+//! `cargo bench --bench console [-- --orders N] [--customers N] [--repeat N] [--keep]`; the
+//! server is `ORDO_BENCH_DATABASE_URL` (default: the local PostgreSQL). `--keep` leaves the
+//! database `ordo_bench_console` behind, to look at query plans.
 
 mod common;
 
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 struct Args {
     orders: i64,
+    customers: i64,
     repeat: usize,
     keep: bool,
 }
@@ -24,6 +27,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         orders: 1_000_000,
+        customers: 100_000,
         repeat: 40,
         keep: false,
     };
@@ -31,6 +35,12 @@ fn parse_args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--orders" => args.orders = it.next().and_then(|v| v.parse().ok()).expect("--orders N"),
+            "--customers" => {
+                args.customers = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--customers N")
+            }
             "--repeat" => args.repeat = it.next().and_then(|v| v.parse().ok()).expect("--repeat N"),
             "--keep" => args.keep = true,
             // `cargo bench` passes --bench.
@@ -41,7 +51,6 @@ fn parse_args() -> Args {
 }
 
 const PRODUCTS: i64 = 200;
-const CUSTOMERS: i64 = 10_000;
 const PENDING: i64 = 3_000;
 const DAY: i64 = 86_400_000;
 
@@ -49,17 +58,24 @@ const DAY: i64 = 86_400_000;
 /// products, orders over the last year (created_at rising with id) with one item, one
 /// payment, a history row and the ledger rows each; the newest `PENDING` orders unpaid,
 /// placed over the last hour; about a thousand late payments; audit rows.
-fn seed_sql(orders: i64, now: i64) -> String {
+fn seed_sql(orders: i64, customers: i64, now: i64) -> String {
     let bulk = orders - PENDING;
     let start = now - 365 * DAY;
     let span = 365 * DAY - 2 * 3_600_000;
     format!(
         "
-INSERT INTO users (name, role, created_at)
-SELECT 'customer ' || g, 'customer', {start} FROM generate_series(1, {CUSTOMERS}) g;
+INSERT INTO users (name, role, external_id, phone, phone_digits, created_at, updated_at)
+SELECT (ARRAY['王', '李', '张', '刘', '陈', '杨', '黄', '赵'])[1 + g % 8]
+         || (ARRAY['伟', '芳', '娜', '敏', '静', '丽', '强', '磊', '军', '洋'])[1 + (g / 8) % 10]
+         || ' ' || g,
+       'customer', 'shop-' || g,
+       '13' || (g % 10) || ' ' || lpad((g % 10000)::text, 4, '0') || ' ' || lpad(((g * 7919) % 10000)::text, 4, '0'),
+       '13' || (g % 10) || lpad((g % 10000)::text, 4, '0') || lpad(((g * 7919) % 10000)::text, 4, '0'),
+       {start}, {start}
+FROM generate_series(1, {customers}) g;
 
 INSERT INTO products (sku, name, price_cents, currency, stock, sales_count, active, created_at, updated_at)
-SELECT 'SKU-' || g, 'Product ' || g, 500 + g * 10, 'EUR', 0, 0, TRUE, {start}, {start}
+SELECT 'SKU-' || g, '商品 ' || g, 500 + g * 10, 'CNY', 0, 0, TRUE, {start}, {start}
 FROM generate_series(1, {PRODUCTS}) g;
 
 CREATE TEMP TABLE seed AS
@@ -68,7 +84,7 @@ SELECT g AS id,
             ELSE {start} + g * ({span} / {bulk}) END AS created_at,
        (g % {PRODUCTS}) + 1 AS product_id,
        1 + g % 3 AS quantity,
-       2 + g % {CUSTOMERS} AS user_id,
+       2 + g % {customers} AS user_id,
        CASE WHEN g > {bulk} THEN 'pending'
             WHEN (g * 7919) % 100 < 70 THEN 'completed'
             WHEN (g * 7919) % 100 < 80 THEN 'shipped'
@@ -80,10 +96,11 @@ SELECT g AS id,
 FROM generate_series(1::bigint, {orders}::bigint) g;
 
 INSERT INTO orders (id, number, user_id, status, total_cents, currency, note, created_at, updated_at,
-                    paid_at, completed_at, cancelled_at, cancel_reason, carrier, tracking_number, event_seq)
+                    paid_at, completed_at, cancelled_at, cancel_reason, carrier, tracking_number, event_seq,
+                    shipping_address)
 OVERRIDING SYSTEM VALUE
 SELECT s.id, 'ORD-B' || lpad(s.id::text, 13, '0'), s.user_id, s.status,
-       (500 + s.product_id * 10) * s.quantity, 'EUR',
+       (500 + s.product_id * 10) * s.quantity, 'CNY',
        CASE WHEN s.id % 10 = 0 THEN 'please ring twice' END,
        s.created_at, s.created_at,
        CASE WHEN s.status IN ('paid', 'shipped', 'completed', 'refunding', 'refunded') THEN s.created_at + 60000 END,
@@ -92,12 +109,15 @@ SELECT s.id, 'ORD-B' || lpad(s.id::text, 13, '0'), s.user_id, s.status,
        CASE WHEN s.status = 'cancelled' THEN 'payment timeout' END,
        CASE WHEN s.status IN ('shipped', 'completed') THEN 'DHL' END,
        CASE WHEN s.status IN ('shipped', 'completed') THEN 'T' || s.id END,
-       1
+       1,
+       json_build_object('name', '收件人 ' || s.user_id, 'phone', '138 0013 ' || lpad((s.user_id % 10000)::text, 4, '0'),
+                         'country', 'CN', 'province', '上海市', 'city', '上海市', 'district', '浦东新区',
+                         'town', NULL, 'line', '世纪大道 ' || s.user_id || ' 号', 'postal_code', '200120')::text
 FROM seed s;
 SELECT setval(pg_get_serial_sequence('orders', 'id'), {orders});
 
-INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-SELECT id, product_id, quantity, 500 + product_id * 10 FROM seed;
+INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents)
+SELECT id, product_id, 'SKU-' || product_id, '商品 ' || product_id, quantity, 500 + product_id * 10 FROM seed;
 
 INSERT INTO payments (order_id, amount_cents, method, status, expires_at, provider_ref, refund_required, created_at, updated_at)
 SELECT s.id, (500 + s.product_id * 10) * s.quantity, 'card',
@@ -136,6 +156,11 @@ DROP TABLE seed;
     )
 }
 
+/// The phone the seeding gives customer `g`, as its digits (how staff type it).
+fn customer_phone(g: i64) -> String {
+    format!("13{}{:04}{:04}", g % 10, g % 10_000, (g * 7919) % 10_000)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -166,7 +191,7 @@ async fn run(args: &Args) {
     let now = chrono::Utc::now().timestamp_millis();
     eprintln!("seeding {} orders...", args.orders);
     let seeding = Instant::now();
-    execute(&url, &seed_sql(args.orders, now)).await;
+    execute(&url, &seed_sql(args.orders, args.customers, now)).await;
     execute(&url, "VACUUM ANALYZE").await;
     eprintln!("seeded in {:.0} s", seeding.elapsed().as_secs_f64());
     db.close().await;
@@ -186,6 +211,8 @@ async fn run(args: &Args) {
             &format!("127.0.0.1:{port}"),
         ])
         .env("ORDO_DATABASE_URL", &url)
+        .env("ORDO_TIME_ZONE", "Asia/Shanghai")
+        .env("ORDO_CURRENCY", "CNY")
         .env("ORDO_LOG", "warn")
         .env("ORDO_RATE_LIMIT_PER_SECOND", "0")
         .stdout(Stdio::null())
@@ -264,7 +291,46 @@ async fn run(args: &Args) {
             "orders, search by number",
             format!("/console/orders?q=ORD-B{middle:013}"),
         ),
-        ("order detail", format!("/console/orders/{middle}")),
+        (
+            "order detail (customer, address)",
+            format!("/console/orders/{middle}"),
+        ),
+        (
+            "packing slip",
+            format!("/console/orders/{middle}/packing-slip"),
+        ),
+        (
+            "packing slips, paid orders (200 a sheet)",
+            "/console/packing-slips".into(),
+        ),
+        ("customers, newest", "/console/customers".into()),
+        (
+            "customers, search by name (common)",
+            "/console/customers?q=%E7%8E%8B%E4%BC%9F".into(),
+        ),
+        (
+            "customers, search by name (one)",
+            format!("/console/customers?q={}", args.customers / 2),
+        ),
+        (
+            "customers, search by phone",
+            format!(
+                "/console/customers?q={}",
+                customer_phone(args.customers / 3)
+            ),
+        ),
+        (
+            "customers, search by external id",
+            format!("/console/customers?q=shop-{}", args.customers / 4),
+        ),
+        (
+            "customers, search that finds nobody",
+            "/console/customers?q=nobody".into(),
+        ),
+        (
+            "customer page",
+            format!("/console/customers/{}", args.customers / 2),
+        ),
         ("expiring soon", "/console/expiring".into()),
         (
             "expiring soon, rows (htmx)",
@@ -336,7 +402,7 @@ async fn run(args: &Args) {
     }
     println!(
         "\n{} orders ({} unpaid), {} customers, {} products on PostgreSQL; {} requests per page after 3 warm-up ones, one at a time, release build",
-        args.orders, PENDING, CUSTOMERS, PRODUCTS, args.repeat
+        args.orders, PENDING, args.customers, PRODUCTS, args.repeat
     );
     let slow: Vec<&str> = results
         .iter()

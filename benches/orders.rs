@@ -239,7 +239,7 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
             from(past)
         ),
         format!(
-            "{}INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT x, 1 + x % {PRODUCTS}, 1, 100 FROM {}",
+            "{}INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents) SELECT x, 1 + x % {PRODUCTS}, 'LOAD-' || (1 + x % {PRODUCTS}), 'Load product', 1, 100 FROM {}",
             with(past),
             from(past)
         ),
@@ -263,7 +263,7 @@ async fn prepare(backend: Backend, name: &str, dir: &std::path::Path) -> String 
             from(OPEN_ORDERS)
         ),
         format!(
-            "{}INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT {past} + x, 1 + x % {PRODUCTS}, 1, 100 FROM {}",
+            "{}INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents) SELECT {past} + x, 1 + x % {PRODUCTS}, 'LOAD-' || (1 + x % {PRODUCTS}), 'Load product', 1, 100 FROM {}",
             with(OPEN_ORDERS),
             from(OPEN_ORDERS)
         ),
@@ -764,8 +764,8 @@ placed AS (
 o AS (SELECT placed.id, placed.number, placed.user_id, picks.product_id
       FROM placed JOIN picks ON placed.number = 'ORD-L' || txid_current() || '-' || picks.g),
 items AS (
-  INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-  SELECT id, product_id, 1, 100 FROM o),
+  INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents)
+  SELECT o.id, o.product_id, p.sku, p.name, 1, 100 FROM o JOIN products p ON p.id = o.product_id),
 ledger AS (
   INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)
   SELECT product_id, id, -1, 'reserve', 'user:' || user_id, NULL, 1 FROM o),
@@ -781,8 +781,8 @@ SELECT 'evt_' || md5(number), 'order.created', id, NULL, 1,
     'order', json_build_object('id', id, 'number', number, 'user_id', user_id, 'status', 'pending',
       'total_cents', 100, 'currency', 'CNY', 'note', NULL, 'created_at', '2026-12-04T10:00:00.000Z',
       'updated_at', '2026-12-04T10:00:00.000Z', 'paid_at', NULL, 'completed_at', NULL,
-      'cancelled_at', NULL, 'cancel_reason', NULL, 'carrier', NULL, 'tracking_number', NULL,
-      'items', json_build_array(json_build_object('product_id', product_id, 'quantity', 1, 'unit_price_cents', 100)),
+      'cancelled_at', NULL, 'cancel_reason', NULL, 'carrier', NULL, 'tracking_number', NULL, 'shipping_address', NULL,
+      'items', json_build_array(json_build_object('product_id', product_id, 'sku', 'SKU-' || product_id, 'name', 'Product ' || product_id, 'quantity', 1, 'unit_price_cents', 100)),
       'payments', json_build_array(json_build_object('id', id, 'order_id', id, 'amount_cents', 100,
         'method', 'card', 'status', 'pending', 'expires_at', '2026-12-04T10:30:00.000Z', 'provider', 'manual',
         'provider_ref', NULL, 'refund_required', false, 'created_at', '2026-12-04T10:00:00.000Z'))),

@@ -139,8 +139,8 @@ fn seed_sql(backend: Backend, n: i64, base: i64, vacuumed: bool) -> Vec<String> 
              SELECT x, 'ORD-BENCH-' || x, 1, 'pending', 100, 'EUR', {base} + x, {base} + x, 1"
         )),
         series(&format!(
-            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-             SELECT x, (x % {PRODUCTS}) + 1, 1, 100"
+            "INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents)
+             SELECT x, (x % {PRODUCTS}) + 1, 'BENCH-' || ((x % {PRODUCTS}) + 1), 'Bench product', 1, 100"
         )),
         series(&format!(
             "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)

@@ -8,7 +8,9 @@
 //!
 //! It prints the settings to start `ordo serve` with, and how to pay a transaction:
 //! `POST /_double/pay {"out_trade_no": …}` (Stripe: `{"payment_intent": …}`) makes the
-//! customer pay and the double notify ordo, signed as the provider signs.
+//! customer pay and the double notify ordo, signed as the provider signs. With `wechatpay`,
+//! a double of WeChat's mini-program API listens on the next port too (`stable_token`,
+//! `upload_shipping_info`), so shipping a paid order uploads its shipping information.
 
 #[path = "../tests/doubles/mod.rs"]
 mod doubles;
@@ -61,8 +63,16 @@ async fn main() {
     eprintln!("making keys (a few seconds in a debug build)...");
     let (settings, pay) = match which.as_str() {
         "wechatpay" => {
-            let double = doubles::wechatpay::WechatPayDouble::start_on(clock, Some(addr)).await;
+            let double =
+                doubles::wechatpay::WechatPayDouble::start_on(clock.clone(), Some(addr)).await;
+            let mini = doubles::wechat_miniprogram::MiniProgramDouble::start_on(
+                clock,
+                Some(([127, 0, 0, 1], port.saturating_add(1)).into()),
+            )
+            .await;
+            mini.beside(double.clone());
             let mut settings = double.settings(&dir);
+            settings.extend(mini.settings());
             settings.push(("default_payment_provider", "wechatpay".to_owned()));
             (
                 settings,

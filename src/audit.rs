@@ -16,6 +16,7 @@ pub use crate::db::audit::AuditFilter;
 pub enum Object<'a> {
     Product(i64),
     Order(i64),
+    Customer(i64),
     Payment(i64),
     Token(i64),
     SweepRun(i64),
@@ -29,6 +30,7 @@ impl Object<'_> {
         match self {
             Object::Product(_) => "product",
             Object::Order(_) => "order",
+            Object::Customer(_) => "customer",
             Object::Payment(_) => "payment",
             Object::Token(_) => "token",
             Object::SweepRun(_) => "sweep_run",
@@ -42,6 +44,7 @@ impl Object<'_> {
         match self {
             Object::Product(id)
             | Object::Order(id)
+            | Object::Customer(id)
             | Object::Payment(id)
             | Object::Token(id)
             | Object::SweepRun(id)

@@ -121,19 +121,36 @@ const CHECKS: &[(&str, &str)] = &[
          ) c GROUP BY status HAVING SUM(counted) <> SUM(actual)",
     ),
     (
-        "day_totals_match_orders",
-        "SELECT day, currency, CAST(SUM(placed) AS BIGINT) AS placed, CAST(SUM(placed_actual) AS BIGINT) AS placed_actual,
+        "time_totals_match_orders",
+        "SELECT quarter, currency, CAST(SUM(placed) AS BIGINT) AS placed, CAST(SUM(placed_actual) AS BIGINT) AS placed_actual,
                 CAST(SUM(paid_cents) AS BIGINT) AS paid_cents, CAST(SUM(paid_cents_actual) AS BIGINT) AS paid_cents_actual
          FROM (
-           SELECT day, currency, placed, 0 AS placed_actual, paid, 0 AS paid_actual, paid_cents, 0 AS paid_cents_actual
-           FROM order_day_totals
+           SELECT quarter, currency, placed, 0 AS placed_actual, paid, 0 AS paid_actual, paid_cents, 0 AS paid_cents_actual
+           FROM order_time_totals
            UNION ALL
-           SELECT created_at / 86400000, currency, 0, 1, 0, 0, 0, 0 FROM orders
+           SELECT created_at / 900000, currency, 0, 1, 0, 0, 0, 0 FROM orders
            UNION ALL
-           SELECT paid_at / 86400000, currency, 0, 0, 0, 1, 0, total_cents FROM orders WHERE paid_at IS NOT NULL
-         ) d GROUP BY day, currency
+           SELECT paid_at / 900000, currency, 0, 0, 0, 1, 0, total_cents FROM orders WHERE paid_at IS NOT NULL
+         ) d GROUP BY quarter, currency
          HAVING SUM(placed) <> SUM(placed_actual) OR SUM(paid) <> SUM(paid_actual)
              OR SUM(paid_cents) <> SUM(paid_cents_actual)",
+    ),
+    (
+        "order_items_keep_sku_and_name",
+        "SELECT order_id, product_id FROM order_items
+         WHERE sku IS NULL OR name IS NULL OR sku = '' OR name = ''",
+    ),
+    (
+        "erased_customers_hold_no_personal_data",
+        "SELECT u.id AS customer_id, o.id AS order_id FROM users u
+         JOIN orders o ON o.user_id = u.id
+         WHERE u.erased_at IS NOT NULL AND o.created_at <= u.erased_at
+           AND o.shipping_address IS NOT NULL AND o.shipping_address NOT LIKE '%\"erased\":true%'
+         UNION ALL
+         SELECT u.id, NULL FROM users u
+         WHERE u.erased_at IS NOT NULL
+           AND (u.phone IS NOT NULL OR u.phone_digits IS NOT NULL OR u.wechat_openid IS NOT NULL
+                OR u.name <> '[erased]')",
     ),
 ];
 

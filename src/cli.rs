@@ -91,6 +91,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Customers as the shop's backend knows them: create or update by the shop's id,
+    /// give them tokens, find them, erase their personal data.
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
     /// Verify the invariants (ledger equals stock, history complete, no pending order
     /// with a succeeded payment, ...). Exits 1 with the findings.
     Check {
@@ -99,7 +105,12 @@ pub enum Command {
         json: bool,
     },
     /// Create demo products, a staff and a customer token and some orders, and print them.
-    Demo,
+    Demo {
+        /// `zh-CN`: a shop in China (prices in yuan, Chinese names, customers with phones,
+        /// orders with addresses); the output suggests its time zone and currency.
+        #[arg(long, value_enum, default_value = "en")]
+        locale: crate::demo::DemoLocale,
+    },
     /// Print a signed payment-provider event and the curl line that sends it to the
     /// webhook: simulates the provider locally. Uses webhook_secret.
     SimulatePayment {
@@ -137,6 +148,61 @@ pub enum Command {
         #[command(subcommand)]
         command: ProvidersCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomersCommand {
+    /// Create the customer with this external id, or update it (the same customer every
+    /// time). Prints the customer as JSON.
+    Upsert {
+        /// The shop's own id of the customer (1 to 128 characters, no spaces).
+        #[arg(long, value_name = "ID")]
+        external_id: String,
+        /// The name staff see and parcels are addressed to by default.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The customer's phone (digits, spaces, '-', '(', ')', '+' first). Omitted: left
+        /// as it is.
+        #[arg(long, value_name = "PHONE", conflicts_with = "clear_phone")]
+        phone: Option<String>,
+        /// Forget the customer's phone.
+        #[arg(long)]
+        clear_phone: bool,
+        /// The customer's openid in the shop's WeChat mini-program. Omitted: left as it is.
+        #[arg(long, value_name = "OPENID", conflicts_with = "clear_openid")]
+        openid: Option<String>,
+        /// Forget the customer's openid.
+        #[arg(long)]
+        clear_openid: bool,
+    },
+    /// A token for a customer, printed once, alone on the last line of stdout.
+    Token {
+        /// The customer's id (from `ordo customers list` or `upsert`).
+        id: i64,
+        /// What the token is for (default: customer <external id>).
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the token lives: 90d, 12h, 30m, 45s or 2w. Default: until revoked.
+        #[arg(long, value_name = "SPAN", value_parser = parse_span_arg)]
+        expires_in: Option<i64>,
+    },
+    /// Customers, newest first: id, external id, name, phone.
+    List {
+        /// Only those whose name contains this, whose phone holds these digits, or whose
+        /// external id is this.
+        #[arg(long, short)]
+        q: Option<String>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=200))]
+        limit: i64,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One customer, as JSON.
+    Show { id: i64 },
+    /// Erase a customer's personal data (name, phone, openid, the addresses of its
+    /// orders); refused while an order of its is still open.
+    Erase { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -375,6 +441,7 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { command } => tokens(&settings, command).await,
+        Command::Customers { command } => customers(&settings, command).await,
         Command::Backup { to } => backup(&settings, to).await,
         Command::Restore { from, to } => restore(&settings, &from, to).await,
         Command::Sweeps {
@@ -561,9 +628,9 @@ async fn run(command: Command, settings: Settings) -> Result<ExitCode, Failure> 
         Command::Providers {
             command: ProvidersCommand::Check { json },
         } => providers_check(&settings, json),
-        Command::Demo => {
+        Command::Demo { locale } => {
             let ordo = Ordo::open(&settings).await?;
-            crate::demo::run(&ordo).await?;
+            crate::demo::run(&ordo, locale).await?;
             ordo.db.close().await;
             Ok(ExitCode::SUCCESS)
         }
@@ -760,6 +827,100 @@ async fn tokens(settings: &Settings, command: TokenCommand) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
+async fn customers(settings: &Settings, command: CustomersCommand) -> Result<ExitCode, Failure> {
+    let ordo = Ordo::open_with_connections(settings, 1).await?;
+    match command {
+        CustomersCommand::Upsert {
+            external_id,
+            name,
+            phone,
+            clear_phone,
+            openid,
+            clear_openid,
+        } => {
+            let change = crate::customers::CustomerChange {
+                display_name: name,
+                phone: if clear_phone {
+                    Some(None)
+                } else {
+                    phone.map(Some)
+                },
+                wechat_openid: if clear_openid {
+                    Some(None)
+                } else {
+                    openid.map(Some)
+                },
+            };
+            let (customer, created) = ordo
+                .upsert_customer(Actor::Operator, &external_id, &change)
+                .await?;
+            eprintln!(
+                "{} customer {}",
+                if created { "created" } else { "updated" },
+                customer.id
+            );
+            println!("{}", serde_json::to_string(&customer).unwrap_or_default());
+        }
+        CustomersCommand::Token {
+            id,
+            name,
+            expires_in,
+        } => {
+            let (info, token) = ordo
+                .issue_customer_token(Actor::Operator, id, name, expires_in)
+                .await?;
+            println!(
+                "created token {} ({}) for customer {} ({}){}; keep it, it is not shown again:",
+                info.id,
+                info.name,
+                info.user_id,
+                info.user_name,
+                info.expires_at
+                    .map(|at| format!(", expires {}", format_rfc3339(at)))
+                    .unwrap_or_default()
+            );
+            println!("{}", token.expose());
+        }
+        CustomersCommand::List { q, limit, json } => {
+            let found = ordo
+                .customers(Actor::Operator, q.as_deref(), None, limit)
+                .await?;
+            if !json {
+                println!(
+                    "{:>7}  {:<24}  {:<24}  {:<20}",
+                    "id", "external id", "name", "phone"
+                );
+            }
+            for c in &found {
+                if json {
+                    println!("{}", serde_json::to_string(c).unwrap_or_default());
+                } else {
+                    println!(
+                        "{:>7}  {:<24}  {:<24}  {:<20}",
+                        c.id,
+                        c.external_id.as_deref().unwrap_or("-"),
+                        c.display_name.chars().take(24).collect::<String>(),
+                        c.phone.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        CustomersCommand::Show { id } => {
+            let customer = ordo.customer(Actor::Operator, id).await?;
+            println!("{}", serde_json::to_string(&customer).unwrap_or_default());
+        }
+        CustomersCommand::Erase { id } => {
+            let erased = ordo.erase_customer(Actor::Operator, id).await?;
+            println!(
+                "erased customer {}: its name, phone and openid, and the addresses of {} order(s) in {} event(s)",
+                erased.customer.id, erased.orders, erased.events
+            );
+        }
+    }
+    ordo.db.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn events_tail(
     settings: &Settings,
     kind: Option<String>,
@@ -839,6 +1000,10 @@ fn start_background(
         )));
     }
     if dispatch {
+        jobs.push(tokio::spawn(crate::payments::shipping::run(
+            ordo.clone(),
+            shutdown.clone(),
+        )));
         jobs.push(tokio::spawn(crate::events::dispatch::run(
             ordo.clone(),
             crate::events::dispatch::DispatchConfig::from_settings(settings),

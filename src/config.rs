@@ -70,6 +70,21 @@ pub struct Settings {
     /// Refund late payments (a success after the order was cancelled) through their provider
     /// by itself.
     pub auto_refund_late_payments: bool,
+    /// Refuse orders without a shipping address.
+    pub require_shipping_address: bool,
+    /// The IANA time zone the console shows times in and buckets its charts by
+    /// (`Asia/Shanghai`); the API stays UTC.
+    pub time_zone: String,
+    /// The shop's own currency (ISO 4217), which the console shows with its local symbol
+    /// (`¥12.00` for CNY in both languages); unset: every currency unambiguous (`CN¥12.00`
+    /// in English).
+    pub currency: Option<String>,
+    /// The WeChat mini-program's AppSecret (its AppID is `wechatpay_appid`): with it set,
+    /// shipping an order paid through WeChat Pay JSAPI uploads its shipping information to
+    /// WeChat.
+    pub wechat_app_secret: Option<String>,
+    /// Where WeChat's server API answers (`stable_token`, `upload_shipping_info`).
+    pub wechat_api_base_url: String,
     #[serde(default, deserialize_with = "text_or_number")]
     pub wechatpay_mchid: Option<String>,
     #[serde(default, deserialize_with = "text_or_number")]
@@ -164,6 +179,11 @@ impl std::fmt::Debug for Settings {
             .field("provider_timeout_seconds", &self.provider_timeout_seconds)
             .field("reconcile_after_minutes", &self.reconcile_after_minutes)
             .field("auto_refund_late_payments", &self.auto_refund_late_payments)
+            .field("require_shipping_address", &self.require_shipping_address)
+            .field("time_zone", &self.time_zone)
+            .field("currency", &self.currency)
+            .field("wechat_app_secret", &secret(&self.wechat_app_secret))
+            .field("wechat_api_base_url", &self.wechat_api_base_url)
             .field("wechatpay_mchid", &self.wechatpay_mchid)
             .field("wechatpay_appid", &self.wechatpay_appid)
             .field("wechatpay_serial_no", &self.wechatpay_serial_no)
@@ -239,6 +259,11 @@ impl Default for Settings {
             provider_timeout_seconds: 10,
             reconcile_after_minutes: 5,
             auto_refund_late_payments: true,
+            require_shipping_address: false,
+            time_zone: "UTC".to_owned(),
+            currency: None,
+            wechat_app_secret: None,
+            wechat_api_base_url: "https://api.weixin.qq.com".to_owned(),
             wechatpay_mchid: None,
             wechatpay_appid: None,
             wechatpay_serial_no: None,
@@ -283,6 +308,7 @@ const KEYS: &[&str] = &[
     "provider_timeout_seconds",
     "reconcile_after_minutes",
     "auto_refund_late_payments",
+    "require_shipping_address",
     "backup_interval_minutes",
     "backup_keep",
 ];
@@ -296,6 +322,10 @@ const TEXT_KEYS: &[&str] = &[
     "log",
     "events_amqp_url",
     "public_url",
+    "time_zone",
+    "currency",
+    "wechat_app_secret",
+    "wechat_api_base_url",
     "wechatpay_mchid",
     "wechatpay_appid",
     "wechatpay_serial_no",
@@ -397,7 +427,22 @@ impl Settings {
         if let Some(url) = &self.public_url {
             crate::payments::check_public_url(url)?;
         }
+        self.time_zone()?;
+        if let Some(currency) = &self.currency
+            && !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(Error::Config(format!(
+                "currency {currency:?} must be an ISO 4217 code in capitals, such as CNY"
+            )));
+        }
+        if self.wechat_app_secret.is_some() && self.wechatpay_appid.is_none() {
+            return Err(Error::Config(
+                "wechat_app_secret is set but wechatpay_appid (the mini-program's AppID) is not"
+                    .into(),
+            ));
+        }
         for (key, url) in [
+            ("wechat_api_base_url", &self.wechat_api_base_url),
             ("wechatpay_base_url", &self.wechatpay_base_url),
             ("alipay_gateway_url", &self.alipay_gateway_url),
             ("stripe_base_url", &self.stripe_base_url),
@@ -442,7 +487,18 @@ impl Settings {
             provider_concurrency: self.provider_concurrency,
             reconcile_after_ms: i64::from(self.reconcile_after_minutes) * 60_000,
             auto_refund_late_payments: self.auto_refund_late_payments,
+            require_shipping_address: self.require_shipping_address,
         }
+    }
+
+    /// The console's time zone (`time_zone`), checked against the IANA database.
+    pub fn time_zone(&self) -> Result<chrono_tz::Tz> {
+        self.time_zone.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+            Error::Config(format!(
+                "time_zone {:?} is not an IANA time zone name, such as Asia/Shanghai or UTC",
+                self.time_zone
+            ))
+        })
     }
 }
 

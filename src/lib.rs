@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod context;
+pub mod customers;
 pub mod db;
 pub mod demo;
 pub mod domain;
@@ -73,6 +74,8 @@ pub struct Policy {
     pub reconcile_after_ms: i64,
     /// Late payments are refunded through their provider by themselves.
     pub auto_refund_late_payments: bool,
+    /// Every order must give a shipping address.
+    pub require_shipping_address: bool,
 }
 
 impl Default for Policy {
@@ -89,6 +92,7 @@ impl Default for Policy {
             provider_concurrency: 32,
             reconcile_after_ms: 5 * 60_000,
             auto_refund_late_payments: true,
+            require_shipping_address: false,
         }
     }
 }

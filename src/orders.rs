@@ -49,6 +49,7 @@ impl NewOrder {
                 })
                 .collect(),
             note,
+            shipping_address: None,
         }
     }
 
@@ -106,13 +107,19 @@ impl NewOrder {
     }
 }
 
-/// What makes two order requests the same: the customer, the merged lines and the note.
-fn request_hash(new: &NewOrder, lines: &[(i64, i64)]) -> String {
+/// What makes two order requests the same: the customer, the merged lines, the note and
+/// the address.
+fn request_hash(
+    new: &NewOrder,
+    lines: &[(i64, i64)],
+    address: Option<&crate::domain::ShippingAddress>,
+) -> String {
     use sha2::{Digest, Sha256};
     let canonical = json!({
         "user_id": new.user_id,
         "items": lines,
         "note": new.note,
+        "shipping_address": address,
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
@@ -288,6 +295,9 @@ impl Ordo {
                     now,
                 )
                 .await?;
+            }
+            OrderStatus::Shipped => {
+                self.record_shipping_upload(conn, order.id, now).await?;
             }
             OrderStatus::Completed if order.completed_at.is_none() => {
                 db::ledger::count_sales_of_orders(conn, dialect, &ids, 1, now).await?;
@@ -483,6 +493,16 @@ impl Ordo {
             }
         }
         let lines = new.validated_lines(self.policy.max_units_per_order)?;
+        let shipping_address = match &new.shipping_address {
+            Some(address) => Some(address.validated("shipping_address")?),
+            None if self.policy.require_shipping_address => {
+                return Err(Error::validation(
+                    "shipping_address",
+                    "required: this shop ships every order (require_shipping_address)",
+                ));
+            }
+            None => None,
+        };
         let key = match idempotency_key {
             None => None,
             Some(key) => {
@@ -492,7 +512,10 @@ impl Ordo {
                         "1 to 200 visible ASCII characters",
                     ));
                 }
-                Some((key.to_owned(), request_hash(new, &lines)))
+                Some((
+                    key.to_owned(),
+                    request_hash(new, &lines, shipping_address.as_ref()),
+                ))
             }
         };
         let request = PlacementRequest {
@@ -500,6 +523,7 @@ impl Ordo {
             user_id: new.user_id,
             lines,
             note: new.note.clone(),
+            shipping_address,
             key,
             policy: self.policy,
             clock: self.clock.clone(),
@@ -592,7 +616,62 @@ impl Ordo {
             .apply_transition(&mut tx, &order, to, actor, input, now)
             .await?;
         self.commit(tx).await?;
+        if to == OrderStatus::Shipped
+            && let Some(shipping) = self.providers().shipping()
+        {
+            shipping.wake();
+        }
         Ok(order)
+    }
+
+    /// Staff correct where an order ships to, until it ships (pending or paid; after that
+    /// 409): the address is replaced, the change audited (which fields changed, not their
+    /// values) and told in `order.address_changed`.
+    pub async fn correct_shipping_address(
+        &self,
+        actor: Actor,
+        order_id: i64,
+        address: &crate::domain::NewShippingAddress,
+    ) -> Result<OrderDetails> {
+        crate::auth::require_staff(actor)?;
+        let address = address.validated("")?;
+        let now = self.clock.now();
+        let dialect = self.db.dialect();
+        let mut tx = self.db.write_tx().await?;
+        let order = db::orders::lock_existing(&mut tx, dialect, order_id).await?;
+        if !matches!(order.status, OrderStatus::Pending | OrderStatus::Paid) {
+            return Err(Error::Conflict(format!(
+                "order {} is {}; its address can change only until it ships (pending or paid)",
+                order.number, order.status
+            )));
+        }
+        let changed = address.changed_fields(order.shipping_address.as_ref());
+        let (updated, seq) =
+            db::orders::set_shipping_address(&mut tx, order_id, &address.to_json(), now).await?;
+        let details = OrderDetails {
+            items: db::orders::items(&mut tx, order_id).await?,
+            payments: db::payments::for_order(&mut tx, order_id).await?,
+            order: updated,
+        };
+        let event = NewEvent::order(
+            EventType::OrderAddressChanged,
+            &details,
+            seq,
+            Some(order.status),
+            json!({"changed": changed}),
+        );
+        events::record(&mut tx, dialect, self.policy.events, &[event], now).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "order.address_change",
+            Object::Order(order_id),
+            json!({"changed": changed}),
+            now,
+        )
+        .await?;
+        self.commit(tx).await?;
+        Ok(details)
     }
 
     /// An order with items and payments, if `actor` may see it.

@@ -12,6 +12,7 @@ use crate::audit::{self, Object};
 use crate::db::{self, Db};
 use crate::domain::{
     Actor, Millis, Order, OrderDetails, OrderItem, OrderStatus, Payment, PaymentProvider, Product,
+    ShippingAddress,
 };
 use crate::error::{Error, Result};
 use crate::events::{self, EventType, NewEvent};
@@ -41,6 +42,8 @@ pub(crate) struct PlacementRequest {
     /// Merged lines in product-id order.
     pub lines: Vec<(i64, i64)>,
     pub note: Option<String>,
+    /// Where it ships to, already checked.
+    pub shipping_address: Option<ShippingAddress>,
     /// The caller's idempotency key and the request's hash.
     pub key: Option<(String, String)>,
     pub policy: Policy,
@@ -469,6 +472,8 @@ fn allocate(
             .ok_or_else(|| Error::validation("items", "order total is too large"))?;
         items.push(OrderItem {
             product_id,
+            sku: product.sku.clone(),
+            name: product.name.clone(),
             quantity,
             unit_price_cents: product.price_cents,
         });
@@ -513,7 +518,8 @@ async fn write_orders(
         .map(|a| {
             let r = requests[a.index];
             json!({"number": a.number, "user_id": r.user_id, "total_cents": a.total,
-                   "currency": a.currency, "note": r.note})
+                   "currency": a.currency, "note": r.note,
+                   "shipping_address": r.shipping_address.as_ref().map(ShippingAddress::to_json)})
         })
         .collect();
     let orders: HashMap<String, Order> =
@@ -537,7 +543,8 @@ async fn write_orders(
         let actor = r.actor.label();
         for item in &a.items {
             item_rows.push(json!({"order_id": order.id, "product_id": item.product_id,
-                "quantity": item.quantity, "unit_price_cents": item.unit_price_cents, "actor": actor}));
+                "sku": item.sku, "name": item.name, "quantity": item.quantity,
+                "unit_price_cents": item.unit_price_cents, "actor": actor}));
         }
         let provider = r.policy.default_payment_provider;
         let merchant_ref =

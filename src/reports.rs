@@ -9,7 +9,7 @@ use crate::db;
 use crate::domain::{Actor, HistoryEntry, Millis, Order, OrderStatus};
 use crate::error::{Error, Result};
 
-pub use crate::db::console::{DayTotal, LedgerRow, OrderSearch};
+pub use crate::db::console::{LedgerRow, OrderSearch, QuarterTotal};
 
 /// The window of "expiring soon" on the dashboard.
 pub const EXPIRING_WINDOW_MS: Millis = 15 * 60_000;
@@ -26,13 +26,33 @@ pub const BACKLOG_BOUNDS_MS: [Millis; 5] = [
 pub const CHART_DAYS: i64 = 30;
 pub const CHART_HOURS: i64 = 48;
 
-const DAY_MS: Millis = 86_400_000;
 const HOUR_MS: Millis = 3_600_000;
+const QUARTER_MS: Millis = 900_000;
+
+/// The instant a day starts in `tz` (its first moment, where a daylight-saving change
+/// skips midnight).
+pub fn day_start(tz: chrono_tz::Tz, day: chrono::NaiveDate) -> Millis {
+    use chrono::TimeZone;
+    (0..24)
+        .find_map(|hour| {
+            tz.from_local_datetime(&day.and_hms_opt(hour, 0, 0)?)
+                .earliest()
+        })
+        .map_or(0, |t| t.timestamp_millis())
+}
+
+/// The day `ms` falls on in `tz`.
+pub fn local_day(tz: chrono_tz::Tz, ms: Millis) -> chrono::NaiveDate {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&tz)
+        .date_naive()
+}
 
 /// One day of the daily charts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayPoint {
-    /// Midnight UTC starting the day.
+    /// When the day starts in the console's time zone.
     pub start: Millis,
     pub placed: i64,
     /// Paid revenue that day, in [`Dashboard::currency`].
@@ -52,8 +72,8 @@ pub struct Dashboard {
     /// The currency the revenue chart counts: the one with the most revenue in the window
     /// (a shop sells in one currency, as a rule).
     pub currency: Option<String>,
-    /// Orders the sweep cancelled per hour, the last [`CHART_HOURS`] hours, oldest first:
-    /// (start of the hour, orders).
+    /// Orders the sweep cancelled per hour of the console's time zone, the last
+    /// [`CHART_HOURS`] hours, oldest first: (start of the hour, orders).
     pub sweep_hours: Vec<(Millis, i64)>,
     /// Unpaid orders per age band of [`BACKLOG_BOUNDS_MS`].
     pub backlog: [i64; 6],
@@ -113,8 +133,8 @@ impl Ordo {
             .collect())
     }
 
-    /// The dashboard's counts and chart series (staff).
-    pub async fn dashboard(&self, actor: Actor) -> Result<Dashboard> {
+    /// The dashboard's counts and chart series (staff), its days and hours those of `tz`.
+    pub async fn dashboard(&self, actor: Actor, tz: chrono_tz::Tz) -> Result<Dashboard> {
         let counts = self.order_status_counts(actor).await?;
         let now = self.clock.now();
         let timeout = self.policy.unpaid_timeout_ms;
@@ -133,9 +153,16 @@ impl Ordo {
         let to_refund = db::payments::count_refund_required(&mut conn).await?;
         let out_of_stock = db::console::count_out_of_stock(&mut conn).await?;
 
-        let today = now.div_euclid(DAY_MS);
-        let first_day = today - (CHART_DAYS - 1);
-        let totals = db::console::day_totals(&mut conn, first_day).await?;
+        // The last CHART_DAYS days of the time zone, each from its own start (a day may
+        // have 23 or 25 hours).
+        let today = local_day(tz, now);
+        let dates: Vec<chrono::NaiveDate> = (0..CHART_DAYS)
+            .rev()
+            .filter_map(|back| today.checked_sub_days(chrono::Days::new(back as u64)))
+            .collect();
+        let first_start = dates.first().map_or(now, |d| day_start(tz, *d));
+        let totals =
+            db::console::quarter_totals(&mut conn, first_start.div_euclid(QUARTER_MS)).await?;
         let mut revenue: Vec<(&str, i64)> = Vec::new();
         for t in &totals {
             match revenue.iter_mut().find(|(c, _)| *c == t.currency) {
@@ -147,34 +174,51 @@ impl Ordo {
             .iter()
             .max_by_key(|(_, sum)| *sum)
             .map(|(c, _)| (*c).to_owned());
-        let days = (first_day..=today)
-            .map(|day| DayPoint {
-                start: day * DAY_MS,
-                placed: totals
-                    .iter()
-                    .filter(|t| t.day == day)
-                    .map(|t| t.placed)
-                    .sum(),
-                paid_cents: totals
-                    .iter()
-                    .filter(|t| t.day == day && Some(&t.currency) == currency.as_ref())
-                    .map(|t| t.paid_cents)
-                    .sum(),
+        let mut days: Vec<DayPoint> = dates
+            .iter()
+            .map(|d| DayPoint {
+                start: day_start(tz, *d),
+                placed: 0,
+                paid_cents: 0,
             })
             .collect();
+        for t in &totals {
+            let day = local_day(tz, t.quarter * QUARTER_MS);
+            if let Some(i) = dates.iter().position(|d| *d == day) {
+                days[i].placed += t.placed;
+                if Some(&t.currency) == currency.as_ref() {
+                    days[i].paid_cents += t.paid_cents;
+                }
+            }
+        }
 
-        let this_hour = now.div_euclid(HOUR_MS);
-        let first_hour = this_hour - (CHART_HOURS - 1);
-        let per_hour = db::sweep_runs::cancelled_per_hour(&mut conn, first_hour * HOUR_MS).await?;
-        let sweep_hours = (first_hour..=this_hour)
-            .map(|hour| {
-                let n = per_hour
-                    .iter()
-                    .find(|(h, _)| *h == hour)
-                    .map_or(0, |(_, n)| *n);
-                (hour * HOUR_MS, n)
-            })
+        // The hours of the time zone: from the start of the local hour now, back.
+        let local_now = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now)
+            .unwrap_or_default()
+            .with_timezone(&tz);
+        use chrono::Timelike;
+        let into_hour = i64::from(local_now.minute()) * 60_000
+            + i64::from(local_now.second()) * 1000
+            + i64::from(local_now.timestamp_subsec_millis());
+        let this_hour = now - into_hour;
+        let first_hour = this_hour - (CHART_HOURS - 1) * HOUR_MS;
+        let per_quarter = db::sweep_runs::cancelled_per_quarter(
+            &mut conn,
+            first_hour.div_euclid(QUARTER_MS) * QUARTER_MS,
+        )
+        .await?;
+        let mut sweep_hours: Vec<(Millis, i64)> = (0..CHART_HOURS)
+            .map(|i| (first_hour + i * HOUR_MS, 0))
             .collect();
+        for (quarter, n) in per_quarter {
+            let at = quarter * QUARTER_MS;
+            if at >= first_hour {
+                let i = ((at - first_hour) / HOUR_MS) as usize;
+                if let Some(slot) = sweep_hours.get_mut(i) {
+                    slot.1 += n;
+                }
+            }
+        }
 
         let bounds = BACKLOG_BOUNDS_MS.map(|age| now - age);
         let backlog = db::console::pending_by_age(&mut conn, &bounds).await?;

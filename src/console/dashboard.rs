@@ -22,7 +22,7 @@ struct DashboardPage {
 pub async fn page(console: Console) -> PageResult {
     let board = console
         .ordo
-        .dashboard(console.actor())
+        .dashboard(console.actor(), console.lang.tz)
         .await
         .map_err(|e| console.fail(e))?;
     let lang = console.lang;

@@ -84,7 +84,7 @@ fn formats(lang: Lang) -> (String, String) {
 
 pub async fn page(console: Console) -> PageResult {
     let (server_now, rows) = load(&console).await?;
-    let (format_hours, format_minutes) = formats(console.lang);
+    let (format_hours, format_minutes) = formats(console.lang.lang);
     Ok(render(&Page {
         c: console.chrome(Nav::Expiring),
         t: console.t(),

@@ -3,7 +3,8 @@
 //! translated. Dates, numbers and money are formatted here, per language.
 
 use crate::domain::Millis;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, Offset, Timelike, Utc};
+use chrono_tz::Tz;
 
 /// A language the console speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,48 +77,6 @@ impl Lang {
         best.map_or(Lang::En, |(_, _, lang)| lang)
     }
 
-    /// `29 Nov 2026, 14:05 UTC` or `2026年11月29日 14:05 UTC`.
-    pub fn datetime(self, ms: Millis) -> String {
-        let Some(t) = DateTime::<Utc>::from_timestamp_millis(ms) else {
-            return ms.to_string();
-        };
-        match self {
-            Lang::En => format!(
-                "{} {} {}, {:02}:{:02} UTC",
-                t.day(),
-                MONTHS[t.month0() as usize],
-                t.year(),
-                t.hour(),
-                t.minute()
-            ),
-            Lang::Zh => format!(
-                "{}年{}月{}日 {:02}:{:02} UTC",
-                t.year(),
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minute()
-            ),
-        }
-    }
-
-    /// A day without the time: `29 Nov` or `11月29日`.
-    pub fn short_day(self, ms: Millis) -> String {
-        let Some(t) = DateTime::<Utc>::from_timestamp_millis(ms) else {
-            return ms.to_string();
-        };
-        match self {
-            Lang::En => format!("{} {}", t.day(), MONTHS[t.month0() as usize]),
-            Lang::Zh => format!("{}月{}日", t.month(), t.day()),
-        }
-    }
-
-    /// An hour of the day: `14:00`.
-    pub fn hour(self, ms: Millis) -> String {
-        DateTime::<Utc>::from_timestamp_millis(ms)
-            .map_or_else(|| ms.to_string(), |t| format!("{:02}:00", t.hour()))
-    }
-
     /// A whole number with thousands separators (both languages group by three with commas).
     pub fn number(self, n: i64) -> String {
         let digits = n.unsigned_abs().to_string();
@@ -134,8 +93,133 @@ impl Lang {
         out
     }
 
+    /// A span of milliseconds: `1 h 05 min`, `12 min 30 s` or `1小时05分`, `12分30秒`.
+    pub fn span(self, ms: Millis) -> String {
+        let t = self.texts();
+        let secs = ms.max(0) / 1000;
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let sep = if self == Lang::En { " " } else { "" };
+        if h > 0 {
+            format!("{h}{sep}{}{sep}{m:02}{sep}{}", t.unit_h, t.unit_min)
+        } else {
+            format!("{m}{sep}{}{sep}{s:02}{sep}{}", t.unit_min, t.unit_s)
+        }
+    }
+}
+
+/// A language, the time zone times are shown in, and the shop's own currency: how the
+/// console writes dates, times and money for one viewer. Everything else a language says
+/// (its texts, numbers, spans) is the [`Lang`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locale {
+    pub lang: Lang,
+    pub tz: Tz,
+    /// The shop's own currency (`currency`), shown with its local symbol.
+    pub home: Option<[u8; 3]>,
+}
+
+impl std::ops::Deref for Locale {
+    type Target = Lang;
+
+    fn deref(&self) -> &Lang {
+        &self.lang
+    }
+}
+
+impl Locale {
+    pub fn new(lang: Lang, tz: Tz, home: Option<&str>) -> Locale {
+        let home = home
+            .map(str::as_bytes)
+            .filter(|b| b.len() == 3)
+            .map(|b| [b[0], b[1], b[2]]);
+        Locale { lang, tz, home }
+    }
+
+    /// English, in UTC.
+    pub fn utc(lang: Lang) -> Locale {
+        Locale::new(lang, Tz::UTC, None)
+    }
+
+    fn local(self, ms: Millis) -> Option<DateTime<Tz>> {
+        DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.with_timezone(&self.tz))
+    }
+
+    /// The zone as shown after a time: `UTC`, or its offset at that time (`UTC+8`,
+    /// `UTC+5:30`, `UTC-5`), which no reader can mistake.
+    fn zone(self, t: &DateTime<Tz>) -> String {
+        let secs = t.offset().fix().local_minus_utc();
+        if self.tz == Tz::UTC || secs == 0 && self.tz.name() == "Etc/UTC" {
+            return "UTC".to_owned();
+        }
+        let sign = if secs < 0 { '-' } else { '+' };
+        let (h, m) = (secs.abs() / 3600, secs.abs() / 60 % 60);
+        if m == 0 {
+            format!("UTC{sign}{h}")
+        } else {
+            format!("UTC{sign}{h}:{m:02}")
+        }
+    }
+
+    /// `29 Nov 2026, 14:05 UTC` or `2026年11月29日 14:05 UTC+8`, in the console's zone.
+    pub fn datetime(self, ms: Millis) -> String {
+        let Some(t) = self.local(ms) else {
+            return ms.to_string();
+        };
+        let zone = self.zone(&t);
+        match self.lang {
+            Lang::En => format!(
+                "{} {} {}, {:02}:{:02} {zone}",
+                t.day(),
+                MONTHS[t.month0() as usize],
+                t.year(),
+                t.hour(),
+                t.minute()
+            ),
+            Lang::Zh => format!(
+                "{}年{}月{}日 {:02}:{:02} {zone}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute()
+            ),
+        }
+    }
+
+    /// A date alone, in the console's zone: `29 Nov 2026` or `2026年11月29日`.
+    pub fn date(self, ms: Millis) -> String {
+        let Some(t) = self.local(ms) else {
+            return ms.to_string();
+        };
+        match self.lang {
+            Lang::En => format!("{} {} {}", t.day(), MONTHS[t.month0() as usize], t.year()),
+            Lang::Zh => format!("{}年{}月{}日", t.year(), t.month(), t.day()),
+        }
+    }
+
+    /// A day without the time: `29 Nov` or `11月29日`.
+    pub fn short_day(self, ms: Millis) -> String {
+        let Some(t) = self.local(ms) else {
+            return ms.to_string();
+        };
+        match self.lang {
+            Lang::En => format!("{} {}", t.day(), MONTHS[t.month0() as usize]),
+            Lang::Zh => format!("{}月{}日", t.month(), t.day()),
+        }
+    }
+
+    /// An hour of the day in the console's zone: `14:00`.
+    pub fn hour(self, ms: Millis) -> String {
+        self.local(ms).map_or_else(
+            || ms.to_string(),
+            |t| format!("{:02}:{:02}", t.hour(), t.minute()),
+        )
+    }
+
     /// Minor units as money: `€1,234.50`, `¥88.00`; a currency without a symbol here shows
     /// its code (`SEK 12.00` in English, `12.00 SEK` in Chinese).
+    /// The shop's own currency (`currency`) is written with its local symbol in both
+    /// languages: `¥12.00` for a shop in China.
     pub fn money(self, cents: i64, currency: &str) -> String {
         let digits = minor_digits(currency);
         let scale = 10_i64.pow(digits);
@@ -150,23 +234,28 @@ impl Lang {
                 width = digits as usize
             )
         };
-        match (symbol(self, currency), self) {
+        let home = self
+            .home
+            .and_then(|h| std::str::from_utf8(&h).ok().map(str::to_owned));
+        let symbol: Option<String> = match home.as_deref() {
+            Some(home) if home == currency => home_symbol(currency)
+                .or_else(|| symbol(self.lang, currency))
+                .map(str::to_owned),
+            // Another currency written like the shop's own (yen in a yuan shop): its
+            // country's letters first.
+            Some(home) => symbol(self.lang, currency).map(|s| {
+                if Some(s) == home_symbol(home) {
+                    format!("{}{s}", &currency[..2])
+                } else {
+                    s.to_owned()
+                }
+            }),
+            None => symbol(self.lang, currency).map(str::to_owned),
+        };
+        match (symbol, self.lang) {
             (Some(symbol), _) => format!("{sign}{symbol}{amount}"),
             (None, Lang::En) => format!("{sign}{currency} {amount}"),
             (None, Lang::Zh) => format!("{sign}{amount} {currency}"),
-        }
-    }
-
-    /// A span of milliseconds: `1 h 05 min`, `12 min 30 s` or `1小时05分`, `12分30秒`.
-    pub fn span(self, ms: Millis) -> String {
-        let t = self.texts();
-        let secs = ms.max(0) / 1000;
-        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-        let sep = if self == Lang::En { " " } else { "" };
-        if h > 0 {
-            format!("{h}{sep}{}{sep}{m:02}{sep}{}", t.unit_h, t.unit_min)
-        } else {
-            format!("{m}{sep}{}{sep}{s:02}{sep}{}", t.unit_min, t.unit_s)
         }
     }
 }
@@ -182,6 +271,17 @@ fn minor_digits(currency: &str) -> u32 {
         "BHD" | "KWD" | "OMR" | "JOD" | "TND" => 3,
         _ => 2,
     }
+}
+
+/// A currency's symbol at home, where no other currency is meant.
+fn home_symbol(currency: &str) -> Option<&'static str> {
+    Some(match currency {
+        "CNY" | "JPY" => "¥",
+        "USD" | "HKD" | "TWD" | "SGD" | "AUD" | "CAD" | "NZD" => "$",
+        "KRW" => "₩",
+        "INR" => "₹",
+        _ => return None,
+    })
 }
 
 fn symbol(lang: Lang, currency: &str) -> Option<&'static str> {
@@ -233,6 +333,7 @@ catalogue! {
     main_navigation: "Main navigation" => "主导航",
     nav_dashboard: "Dashboard" => "仪表盘",
     nav_orders: "Orders" => "订单",
+    nav_customers: "Customers" => "客户",
     nav_expiring: "Expiring soon" => "即将超时",
     nav_sweep: "Sweep" => "超时清理",
     nav_late_payments: "Late payments" => "逾期付款",
@@ -498,6 +599,56 @@ catalogue! {
     col_object: "Object" => "对象",
     col_detail: "Detail" => "详情",
     col_request: "Request" => "请求",
+    search_customers: "Find customers by name, phone or external ID" => "按姓名、电话或外部 ID 查找客户",
+    col_phone: "Phone" => "电话",
+    col_external_id: "External ID" => "外部 ID",
+    col_openid: "WeChat openid" => "微信 openid",
+    customer_since: "Customer since" => "注册时间",
+    no_customers: "No customers match." => "没有符合条件的客户。",
+    more_customers: "More customers" => "更多客户",
+    customer_heading: "Customer {name}" => "客户 {name}",
+    erased_badge: "Personal data erased" => "个人信息已清除",
+    erased_at: "Erased at" => "清除时间",
+    customer_orders: "Latest orders" => "最近的订单",
+    all_customer_orders: "All orders of this customer" => "该客户的全部订单",
+    erase_data: "Erase personal data" => "清除个人信息",
+    erase_hint: "Replaces the name, phone and WeChat openid, and the addresses of the customer's orders; amounts, history and stock stay. Refused while an order is still open." => "将替换客户的姓名、电话、微信 openid 及其订单的收货地址；金额、历史记录和库存不变。若仍有未完结的订单，则无法清除。",
+    erase_confirm: "I understand this cannot be undone" => "我了解此操作无法撤销",
+    erased_notice: "The customer's personal data was erased: {orders} order address(es), {events} event(s)." => "已清除该客户的个人信息：{orders} 个订单地址，{events} 个事件。",
+    ship_to: "Ship to" => "收货信息",
+    no_address: "No shipping address was given." => "未提供收货地址。",
+    recipient: "Recipient" => "收件人",
+    address: "Address" => "地址",
+    address_erased: "Erased with the customer's personal data." => "已随客户个人信息一并清除。",
+    packing_slip: "Packing slip" => "装箱单",
+    print_slips: "Packing slips of paid orders" => "待发货订单的装箱单",
+    print: "Print" => "打印",
+    back_to_order: "Back to the order" => "返回订单",
+    back_to_orders: "Back to the orders" => "返回订单列表",
+    slips_heading: "Packing slips: {count} paid order(s) to ship" => "装箱单：{count} 个待发货订单",
+    no_slips: "No paid orders are waiting to ship." => "没有待发货的订单。",
+    col_sku: "SKU" => "商品编码",
+    order_number: "Order number" => "订单号",
+    correct_address: "Correct the shipping address" => "修改收货地址",
+    field_country: "Country (ISO code)" => "国家或地区（ISO 代码）",
+    field_province: "Province" => "省",
+    field_city: "City" => "市",
+    field_district: "District" => "区/县",
+    field_town: "Town" => "乡镇/街道",
+    field_line: "Street address" => "详细地址",
+    field_postal_code: "Postal code" => "邮政编码",
+    save_address: "Save the address" => "保存地址",
+    address_saved: "The shipping address was corrected." => "收货地址已修改。",
+    wechat_shipping: "WeChat shipping information" => "微信发货信息",
+    upload_pending: "Waiting to be sent" => "等待上传",
+    upload_failed: "Not accepted yet; will retry" => "尚未被接受，将重试",
+    upload_succeeded: "Accepted by WeChat" => "微信已接收",
+    upload_dead: "Gave up retrying" => "已停止重试",
+    upload_last_error: "Last answer" => "最近一次答复",
+    upload_accepted_at: "Accepted at" => "接收时间",
+    upload_retry: "Send to WeChat again" => "重新上传到微信",
+    upload_retried_notice: "The shipping information will be sent to WeChat again now." => "发货信息将立即重新上传到微信。",
+
     filter_object_type: "Object type" => "对象类型",
     filter_object_id: "Object ID" => "对象 ID",
     filter_request: "Request ID" => "请求 ID",
@@ -511,20 +662,44 @@ mod tests {
     fn dates_numbers_and_money_per_language() {
         // 2026-11-29T14:05:00Z
         let t = 1_795_961_100_000;
-        assert_eq!(Lang::En.datetime(t), "29 Nov 2026, 14:05 UTC");
-        assert_eq!(Lang::Zh.datetime(t), "2026年11月29日 14:05 UTC");
+        let (en, zh) = (Locale::utc(Lang::En), Locale::utc(Lang::Zh));
+        assert_eq!(en.datetime(t), "29 Nov 2026, 14:05 UTC");
+        assert_eq!(zh.datetime(t), "2026年11月29日 14:05 UTC");
         assert_eq!(Lang::En.number(1_234_567), "1,234,567");
         assert_eq!(Lang::En.number(-1000), "-1,000");
         assert_eq!(Lang::En.number(999), "999");
-        assert_eq!(Lang::En.money(123_450, "EUR"), "€1,234.50");
-        assert_eq!(Lang::Zh.money(8_800, "CNY"), "¥88.00");
-        assert_eq!(Lang::En.money(8_800, "CNY"), "CN¥88.00");
-        assert_eq!(Lang::En.money(1_200, "SEK"), "SEK 12.00");
-        assert_eq!(Lang::Zh.money(1_200, "SEK"), "12.00 SEK");
-        assert_eq!(Lang::En.money(500, "JPY"), "¥500");
-        assert_eq!(Lang::En.money(-5, "EUR"), "-€0.05");
+        assert_eq!(en.money(123_450, "EUR"), "€1,234.50");
+        assert_eq!(zh.money(8_800, "CNY"), "¥88.00");
+        assert_eq!(en.money(8_800, "CNY"), "CN¥88.00");
+        assert_eq!(en.money(1_200, "SEK"), "SEK 12.00");
+        assert_eq!(zh.money(1_200, "SEK"), "12.00 SEK");
+        assert_eq!(en.money(500, "JPY"), "¥500");
+        assert_eq!(en.money(-5, "EUR"), "-€0.05");
         assert_eq!(Lang::En.span(3_725_000), "1 h 02 min");
         assert_eq!(Lang::Zh.span(750_000), "12分30秒");
+    }
+
+    #[test]
+    fn times_in_the_shops_zone_and_money_in_its_currency() {
+        // 2026-11-29T23:30:00Z is 07:30 the next morning in Shanghai.
+        let t = 1_795_995_000_000;
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        let (en, zh) = (
+            Locale::new(Lang::En, shanghai, Some("CNY")),
+            Locale::new(Lang::Zh, shanghai, Some("CNY")),
+        );
+        assert_eq!(en.datetime(t), "30 Nov 2026, 07:30 UTC+8");
+        assert_eq!(zh.datetime(t), "2026年11月30日 07:30 UTC+8");
+        assert_eq!(en.short_day(t), "30 Nov");
+        assert_eq!(en.hour(t), "07:30");
+        assert_eq!(en.money(1_200, "CNY"), "¥12.00");
+        assert_eq!(zh.money(1_200, "CNY"), "¥12.00");
+        assert_eq!(en.money(500, "JPY"), "JP¥500");
+        assert_eq!(en.money(500, "EUR"), "€5.00");
+        let kolkata = Locale::new(Lang::En, "Asia/Kolkata".parse().unwrap(), None);
+        assert_eq!(kolkata.datetime(t), "30 Nov 2026, 05:00 UTC+5:30");
+        let new_york = Locale::new(Lang::En, "America/New_York".parse().unwrap(), None);
+        assert_eq!(new_york.datetime(t), "29 Nov 2026, 18:30 UTC-5");
     }
 
     #[test]

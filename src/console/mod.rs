@@ -6,6 +6,7 @@
 
 mod audit;
 mod charts;
+mod customers;
 mod dashboard;
 mod expiring;
 pub mod i18n;
@@ -51,7 +52,23 @@ pub fn router() -> Router<AppState> {
         .route("/console/orders", get(orders::list))
         .route("/console/orders.csv", get(orders::csv))
         .route("/console/orders/{id}", get(orders::detail))
+        .route(
+            "/console/orders/{id}/packing-slip",
+            get(orders::packing_slip),
+        )
+        .route(
+            "/console/orders/{id}/address",
+            post(orders::correct_address),
+        )
+        .route(
+            "/console/orders/{id}/wechat-shipping",
+            post(orders::retry_upload),
+        )
         .route("/console/orders/{id}/{action}", post(orders::act))
+        .route("/console/packing-slips", get(orders::packing_slips))
+        .route("/console/customers", get(customers::list))
+        .route("/console/customers/{id}", get(customers::detail))
+        .route("/console/customers/{id}/erase", post(customers::erase))
         .route("/console/payments/{id}/ask", post(orders::ask_provider))
         .route("/console/expiring", get(expiring::page))
         .route("/console/expiring/rows", get(expiring::rows))
@@ -232,6 +249,7 @@ async fn not_found(headers: HeaderMap) -> Response {
 pub enum Nav {
     Dashboard,
     Orders,
+    Customers,
     Expiring,
     Sweep,
     LatePayments,
@@ -242,9 +260,10 @@ pub enum Nav {
 }
 
 impl Nav {
-    const ALL: [Nav; 9] = [
+    const ALL: [Nav; 10] = [
         Nav::Dashboard,
         Nav::Orders,
+        Nav::Customers,
         Nav::Expiring,
         Nav::Sweep,
         Nav::LatePayments,
@@ -258,6 +277,7 @@ impl Nav {
         match self {
             Nav::Dashboard => "/console/",
             Nav::Orders => "/console/orders",
+            Nav::Customers => "/console/customers",
             Nav::Expiring => "/console/expiring",
             Nav::Sweep => "/console/sweep",
             Nav::LatePayments => "/console/late-payments",
@@ -272,6 +292,7 @@ impl Nav {
         match self {
             Nav::Dashboard => t.nav_dashboard,
             Nav::Orders => t.nav_orders,
+            Nav::Customers => t.nav_customers,
             Nav::Expiring => t.nav_expiring,
             Nav::Sweep => t.nav_sweep,
             Nav::LatePayments => t.nav_late_payments,
@@ -355,7 +376,7 @@ impl Console {
     /// What an error from the library means to the person who caused it, in their
     /// language. Internal errors are logged; the page shows only the request id.
     pub fn error_text(&self, err: &Error) -> String {
-        error_text(self.lang, err)
+        error_text(self.lang.lang, err)
     }
 }
 
@@ -415,7 +436,7 @@ pub struct PageError {
 impl Console {
     pub fn fail(&self, error: Error) -> PageError {
         PageError {
-            lang: self.lang,
+            lang: self.lang.lang,
             error,
         }
     }

@@ -3,7 +3,7 @@
 //! history, events and webhook deliveries) and the moves staff may make from it, through
 //! the same library calls as the API.
 
-use super::i18n::{Lang, Texts, fill};
+use super::i18n::{Locale, Texts, fill};
 use super::session::Console;
 use super::{
     Chrome, Nav, PageResult, error_status, filled, next_page, query_value, render_with,
@@ -16,7 +16,7 @@ use crate::orders::TransitionInput;
 use crate::reports::{Happening, OrderSearch};
 use askama::Template;
 use axum::body::{Body, Bytes};
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 
@@ -102,27 +102,47 @@ struct Tab {
 }
 
 pub struct OrderRow {
-    id: i64,
-    number: String,
-    status: &'static str,
-    status_key: &'static str,
-    customer: i64,
-    total: String,
-    created: String,
-    created_iso: String,
+    pub id: i64,
+    pub number: String,
+    pub status: &'static str,
+    pub status_key: &'static str,
+    pub customer: i64,
+    /// The customer's name, where the page knows it.
+    pub customer_name: String,
+    pub total: String,
+    pub created: String,
+    pub created_iso: String,
 }
 
-fn order_row(lang: Lang, order: &Order) -> OrderRow {
+pub fn order_row(lang: Locale, order: &Order, customer_name: Option<&str>) -> OrderRow {
     OrderRow {
         id: order.id,
         number: order.number.clone(),
         status: status_label(lang.texts(), order.status),
         status_key: order.status.as_str(),
         customer: order.user_id,
+        customer_name: customer_name.map_or_else(|| order.user_id.to_string(), str::to_owned),
         total: lang.money(order.total_cents, &order.currency),
         created: lang.datetime(order.created_at),
         created_iso: format_rfc3339(order.created_at),
     }
+}
+
+/// The names of the customers of `orders`, by id (one query for the page).
+async fn names_of(
+    console: &Console,
+    orders: &[Order],
+) -> Result<std::collections::HashMap<i64, String>, Error> {
+    let mut ids: Vec<i64> = orders.iter().map(|o| o.user_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(console
+        .ordo
+        .customers_by_ids(console.actor(), &ids)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.display_name))
+        .collect())
 }
 
 #[derive(Template)]
@@ -190,7 +210,13 @@ async fn list_page(
                     filters.others()
                 )
             });
-            let rows = orders.iter().map(|o| order_row(lang, o)).collect();
+            let names = names_of(console, &orders)
+                .await
+                .map_err(|e| console.fail(e))?;
+            let rows = orders
+                .iter()
+                .map(|o| order_row(lang, o, names.get(&o.user_id).map(String::as_str)))
+                .collect();
             (rows, next, error, status)
         }
         Err(Error::Validation { field, .. }) => (
@@ -259,8 +285,12 @@ fn csv_cell(value: &str) -> String {
 
 fn csv_line(order: &Order) -> String {
     let time = |t: Option<Millis>| t.map(format_rfc3339).unwrap_or_default();
+    let address = order.shipping_address.as_ref();
+    let part = |f: fn(&crate::domain::ShippingAddress) -> Option<&str>| {
+        csv_cell(address.and_then(f).unwrap_or(""))
+    };
     format!(
-        "{},{},{},{},{},{},{},{},{},{},{}\r\n",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
         order.id,
         csv_cell(&order.number),
         order.status.as_str(),
@@ -272,6 +302,15 @@ fn csv_line(order: &Order) -> String {
         time(order.cancelled_at),
         csv_cell(order.cancel_reason.as_deref().unwrap_or("")),
         csv_cell(order.note.as_deref().unwrap_or("")),
+        part(|a| Some(a.name.as_str())),
+        part(|a| Some(a.phone.as_str())),
+        part(|a| Some(a.country.as_str())),
+        part(|a| a.province.as_deref()),
+        part(|a| a.city.as_deref()),
+        part(|a| a.district.as_deref()),
+        part(|a| a.town.as_deref()),
+        part(|a| Some(a.line.as_str())),
+        part(|a| a.postal_code.as_deref()),
     )
 }
 
@@ -288,7 +327,7 @@ pub async fn csv(
         .search_orders(console.actor(), &search)
         .await
         .map_err(|e| console.fail(e))?;
-    let header_line = "id,number,status,customer_id,total_cents,currency,created_at,paid_at,cancelled_at,cancel_reason,note\r\n";
+    let header_line = "id,number,status,customer_id,total_cents,currency,created_at,paid_at,cancelled_at,cancel_reason,note,ship_name,ship_phone,ship_country,ship_province,ship_city,ship_district,ship_town,ship_line,ship_postal_code\r\n";
     let ordo = console.ordo.clone();
     let actor = console.actor();
     let state = (Some(first), search, false);
@@ -342,10 +381,78 @@ pub async fn csv(
 
 struct ItemView {
     product_id: i64,
-    product: String,
+    sku: String,
+    name: String,
     quantity: String,
     unit_price: String,
     total: String,
+}
+
+/// An address as a page shows it.
+pub struct AddressView {
+    pub recipient: String,
+    pub phone: String,
+    pub lines: Vec<String>,
+    pub erased: bool,
+}
+
+impl AddressView {
+    pub fn of(address: &crate::domain::ShippingAddress) -> AddressView {
+        AddressView {
+            recipient: address.name.clone(),
+            phone: address.phone.clone(),
+            lines: address.label_lines(),
+            erased: address.erased,
+        }
+    }
+}
+
+/// The address form's values: the address as it is.
+#[derive(Default)]
+struct AddressFields {
+    name: String,
+    phone: String,
+    country: String,
+    province: String,
+    city: String,
+    district: String,
+    town: String,
+    line: String,
+    postal_code: String,
+}
+
+impl AddressFields {
+    fn of(address: Option<&crate::domain::ShippingAddress>) -> AddressFields {
+        let Some(a) = address.filter(|a| !a.erased) else {
+            return AddressFields {
+                country: "CN".to_owned(),
+                ..AddressFields::default()
+            };
+        };
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        AddressFields {
+            name: a.name.clone(),
+            phone: a.phone.clone(),
+            country: a.country.clone(),
+            province: text(&a.province),
+            city: text(&a.city),
+            district: text(&a.district),
+            town: text(&a.town),
+            line: a.line.clone(),
+            postal_code: text(&a.postal_code),
+        }
+    }
+}
+
+/// An order's upload to WeChat as its page shows it.
+struct UploadView {
+    status: &'static str,
+    status_key: String,
+    attempts: String,
+    last_error: Option<String>,
+    next_attempt: Option<String>,
+    accepted: Option<String>,
+    retryable: bool,
 }
 
 struct PaymentView {
@@ -454,6 +561,11 @@ struct DetailPage {
     cancel_reason: Option<String>,
     note: Option<String>,
     shipping: Option<String>,
+    customer_name: String,
+    customer_phone: String,
+    address: Option<AddressView>,
+    address_form: Option<AddressFields>,
+    upload: Option<UploadView>,
     items: Vec<ItemView>,
     payments: Vec<PaymentView>,
     timeline: Vec<TimelineView>,
@@ -494,22 +606,45 @@ async fn detail_page(
         .await
         .map_err(|e| console.fail(e))?;
     let order = &details.order;
-    let mut items = Vec::with_capacity(details.items.len());
-    for item in &details.items {
-        let product = console
-            .ordo
-            .product(item.product_id)
-            .await
-            .map(|p| format!("{} · {}", p.sku, p.name))
-            .unwrap_or_else(|_| format!("#{}", item.product_id));
-        items.push(ItemView {
+    let customer = console
+        .ordo
+        .customers_by_ids(actor, &[order.user_id])
+        .await
+        .map_err(|e| console.fail(e))?
+        .into_iter()
+        .next();
+    let upload = console
+        .ordo
+        .shipping_upload(actor, id)
+        .await
+        .map_err(|e| console.fail(e))?
+        .map(|u| UploadView {
+            status: match u.status.as_str() {
+                "pending" => t.upload_pending,
+                "failed" => t.upload_failed,
+                "succeeded" => t.upload_succeeded,
+                _ => t.upload_dead,
+            },
+            retryable: u.status != "succeeded",
+            status_key: u.status,
+            attempts: fill(t.tl_attempts, &[("n", &u.attempts.to_string())]),
+            last_error: u.last_error,
+            next_attempt: u.next_attempt_at.map(|at| lang.datetime(at)),
+            accepted: u.accepted_at.map(|at| lang.datetime(at)),
+        });
+    // Each line as it was ordered: the SKU and name it was sold under.
+    let items = details
+        .items
+        .iter()
+        .map(|item| ItemView {
             product_id: item.product_id,
-            product,
+            sku: item.sku.clone(),
+            name: item.name.clone(),
             quantity: lang.number(item.quantity),
             unit_price: lang.money(item.unit_price_cents, &order.currency),
             total: lang.money(item.unit_price_cents * item.quantity, &order.currency),
-        });
-    }
+        })
+        .collect();
     let payments = details
         .payments
         .iter()
@@ -626,6 +761,17 @@ async fn detail_page(
                 order.tracking_number.as_deref().unwrap_or("")
             )
         }),
+        customer_name: customer
+            .as_ref()
+            .map_or_else(|| order.user_id.to_string(), |c| c.display_name.clone()),
+        customer_phone: customer
+            .as_ref()
+            .and_then(|c| c.phone.clone())
+            .unwrap_or_default(),
+        address: order.shipping_address.as_ref().map(AddressView::of),
+        address_form: matches!(order.status, OrderStatus::Pending | OrderStatus::Paid)
+            .then(|| AddressFields::of(order.shipping_address.as_ref())),
+        upload,
         items,
         payments,
         timeline,
@@ -730,6 +876,241 @@ pub async fn ask_provider(console: Console, Path(payment_id): Path<i64>) -> Page
             .await
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct AddressForm {
+    name: Option<String>,
+    phone: Option<String>,
+    country: Option<String>,
+    province: Option<String>,
+    city: Option<String>,
+    district: Option<String>,
+    town: Option<String>,
+    line: Option<String>,
+    postal_code: Option<String>,
+}
+
+/// Staff correct an order's address from its page: the same call as the API.
+pub async fn correct_address(
+    console: Console,
+    Path(id): Path<i64>,
+    axum::Form(form): axum::Form<AddressForm>,
+) -> PageResult {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let address = crate::domain::NewShippingAddress {
+        name: text(&form.name),
+        phone: text(&form.phone),
+        country: filled(&form.country).map(str::to_owned),
+        province: filled(&form.province).map(str::to_owned),
+        city: filled(&form.city).map(str::to_owned),
+        district: filled(&form.district).map(str::to_owned),
+        town: filled(&form.town).map(str::to_owned),
+        line: text(&form.line),
+        postal_code: filled(&form.postal_code).map(str::to_owned),
+    };
+    match console
+        .ordo
+        .correct_shipping_address(console.actor(), id, &address)
+        .await
+    {
+        Ok(_) => {
+            detail_page(
+                &console,
+                id,
+                false,
+                None,
+                Some(console.t().address_saved.to_owned()),
+            )
+            .await
+        }
+        Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
+        Err(err) => {
+            let status = error_status(&err);
+            let message = console.error_text(&err);
+            detail_page(&console, id, false, Some((status, message)), None).await
+        }
+    }
+}
+
+/// Staff send an order's shipping information to WeChat again (audited).
+pub async fn retry_upload(console: Console, Path(id): Path<i64>) -> PageResult {
+    match console
+        .ordo
+        .retry_shipping_upload(console.actor(), id)
+        .await
+    {
+        Ok(_) => {
+            detail_page(
+                &console,
+                id,
+                false,
+                None,
+                Some(console.t().upload_retried_notice.to_owned()),
+            )
+            .await
+        }
+        Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
+        Err(err) => {
+            let status = error_status(&err);
+            let message = console.error_text(&err);
+            detail_page(&console, id, false, Some((status, message)), None).await
+        }
+    }
+}
+
+/// Most orders on one sheet of packing slips.
+const MAX_SLIPS: i64 = 200;
+
+struct SlipItem {
+    sku: String,
+    name: String,
+    quantity: String,
+}
+
+struct SlipView {
+    id: i64,
+    number: String,
+    placed: String,
+    customer: String,
+    address: Option<AddressView>,
+    items: Vec<SlipItem>,
+    units: String,
+    note: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/packing_slips.html")]
+struct SlipsPage {
+    t: &'static Texts,
+    lang: &'static str,
+    title: String,
+    heading: Option<String>,
+    back: String,
+    back_label: &'static str,
+    slips: Vec<SlipView>,
+}
+
+/// The slips of these orders, in this order.
+async fn slips(
+    console: &Console,
+    orders: Vec<crate::domain::OrderDetails>,
+) -> Result<Vec<SlipView>, Error> {
+    let plain: Vec<Order> = orders.iter().map(|d| d.order.clone()).collect();
+    let names = names_of(console, &plain).await?;
+    let lang = console.lang;
+    Ok(orders
+        .into_iter()
+        .map(|d| SlipView {
+            id: d.order.id,
+            number: d.order.number.clone(),
+            placed: lang.datetime(d.order.created_at),
+            customer: names
+                .get(&d.order.user_id)
+                .cloned()
+                .unwrap_or_else(|| d.order.user_id.to_string()),
+            address: d.order.shipping_address.as_ref().map(AddressView::of),
+            units: lang.number(d.items.iter().map(|i| i.quantity).sum()),
+            items: d
+                .items
+                .iter()
+                .map(|i| SlipItem {
+                    sku: i.sku.clone(),
+                    name: i.name.clone(),
+                    quantity: lang.number(i.quantity),
+                })
+                .collect(),
+            note: d.order.note.clone(),
+        })
+        .collect())
+}
+
+/// One order's packing slip, to print.
+pub async fn packing_slip(console: Console, Path(id): Path<i64>) -> PageResult {
+    let details = console
+        .ordo
+        .order(console.actor(), id)
+        .await
+        .map_err(|e| console.fail(e))?;
+    crate::auth::require_staff(console.actor()).map_err(|e| console.fail(e))?;
+    let t = console.t();
+    let title = format!("{} {}", t.packing_slip, details.order.number);
+    let page = SlipsPage {
+        t,
+        lang: console.lang.code(),
+        title,
+        heading: None,
+        back: format!("/console/orders/{id}"),
+        back_label: t.back_to_order,
+        slips: slips(&console, vec![details])
+            .await
+            .map_err(|e| console.fail(e))?,
+    };
+    Ok(render_with(StatusCode::OK, &page))
+}
+
+#[derive(serde::Deserialize)]
+pub struct SlipsQuery {
+    ids: Option<String>,
+}
+
+/// One sheet of packing slips: the orders named (`?ids=1,2,3`), or every paid order
+/// waiting to ship (up to 200, the oldest first), one slip a page.
+pub async fn packing_slips(console: Console, Query(query): Query<SlipsQuery>) -> PageResult {
+    let actor = console.actor();
+    let ids: Vec<i64> = match filled(&query.ids) {
+        Some(ids) => {
+            let parsed: Result<Vec<i64>, _> =
+                ids.split(',').map(|i| i.trim().parse::<i64>()).collect();
+            match parsed {
+                Ok(ids) if !ids.is_empty() && ids.len() as i64 <= MAX_SLIPS => ids,
+                _ => {
+                    return Err(console.fail(Error::validation(
+                        "ids",
+                        "order ids separated by commas, at most 200",
+                    )));
+                }
+            }
+        }
+        None => {
+            let mut paid = console
+                .ordo
+                .search_orders(
+                    actor,
+                    &crate::reports::OrderSearch {
+                        status: Some(OrderStatus::Paid),
+                        limit: MAX_SLIPS,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| console.fail(e))?;
+            paid.reverse();
+            paid.into_iter().map(|o| o.id).collect()
+        }
+    };
+    let mut orders = Vec::with_capacity(ids.len());
+    for id in ids {
+        orders.push(
+            console
+                .ordo
+                .order(actor, id)
+                .await
+                .map_err(|e| console.fail(e))?,
+        );
+    }
+    let t = console.t();
+    let heading = fill(t.slips_heading, &[("count", &orders.len().to_string())]);
+    let page = SlipsPage {
+        t,
+        lang: console.lang.code(),
+        title: heading.clone(),
+        heading: Some(heading),
+        back: "/console/orders?status=paid".to_owned(),
+        back_label: t.back_to_orders,
+        slips: slips(&console, orders).await.map_err(|e| console.fail(e))?,
+    };
+    Ok(render_with(StatusCode::OK, &page))
 }
 
 #[cfg(test)]

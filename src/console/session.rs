@@ -5,7 +5,7 @@
 //! hours, at sign-out, or as soon as its token is revoked or expires. Sign-in and sign-out
 //! are in the audit log.
 
-use super::i18n::{Lang, Texts};
+use super::i18n::{Lang, Locale, Texts};
 use super::{PageResult, lang_of, render, render_with};
 use crate::Ordo;
 use crate::audit::{self, Object};
@@ -185,7 +185,8 @@ pub struct Console {
     pub ordo: Ordo,
     pub state: AppState,
     pub session: Session,
-    pub lang: Lang,
+    /// The viewer's language, the shop's time zone and currency.
+    pub lang: Locale,
     /// The path and query of this request.
     pub path: String,
 }
@@ -238,7 +239,7 @@ impl FromRequestParts<AppState> for Console {
             ordo: state.ordo.clone(),
             state: state.clone(),
             session,
-            lang,
+            lang: Locale::new(lang, state.time_zone, state.currency.as_deref()),
             path: parts
                 .uri
                 .path_and_query()

@@ -1,5 +1,5 @@
-//! The staff console's reads: counters the triggers of migration 0005 keep (orders per
-//! status, per day), the order list with its filters, unpaid orders by age, an order's
+//! The staff console's reads: counters the triggers of migrations 0005 and 0012 keep
+//! (orders per status, per quarter-hour), the order list with its filters, unpaid orders by age, an order's
 //! webhook deliveries, a product's ledger with its running balance.
 
 use super::Conn;
@@ -17,25 +17,27 @@ pub async fn status_counts(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
     .await?)
 }
 
-/// One day's totals in one currency.
+/// One quarter-hour's totals in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
-pub struct DayTotal {
-    /// Days since 1970-01-01 (UTC).
-    pub day: i64,
+pub struct QuarterTotal {
+    /// Quarter-hours since 1970-01-01T00:00Z (unix milliseconds / 900,000).
+    pub quarter: i64,
     pub currency: String,
     pub placed: i64,
     pub paid: i64,
     pub paid_cents: i64,
 }
 
-/// Daily totals from day `from_day` on, from the counters.
-pub async fn day_totals(conn: &mut Conn, from_day: i64) -> Result<Vec<DayTotal>> {
+/// Totals per quarter-hour from quarter `from` on, from the counters: they add up to the
+/// days and hours of any time zone.
+pub async fn quarter_totals(conn: &mut Conn, from: i64) -> Result<Vec<QuarterTotal>> {
     Ok(sqlx::query_as(
-        "SELECT day, currency, CAST(SUM(placed) AS BIGINT) AS placed,
+        "SELECT quarter, currency, CAST(SUM(placed) AS BIGINT) AS placed,
                 CAST(SUM(paid) AS BIGINT) AS paid, CAST(SUM(paid_cents) AS BIGINT) AS paid_cents
-         FROM order_day_totals WHERE day >= $1 GROUP BY day, currency ORDER BY day, currency",
+         FROM order_time_totals WHERE quarter >= $1 GROUP BY quarter, currency
+         ORDER BY quarter, currency",
     )
-    .bind(from_day)
+    .bind(from)
     .fetch_all(&mut *conn)
     .await?)
 }

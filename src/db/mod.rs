@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod console;
+pub mod customers;
 mod dialect;
 pub mod events;
 pub mod history;
@@ -14,6 +15,7 @@ pub mod placement;
 pub mod products;
 pub mod reminders;
 pub mod sessions;
+pub mod shipping;
 pub mod sweep;
 pub mod sweep_runs;
 pub mod users;
@@ -212,9 +214,13 @@ impl Db {
                 options
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
+                            // secure_delete: what a row no longer holds (an address
+                            // corrected, a customer's data erased) is overwritten with zeros,
+                            // not left in the file's free space.
                             conn.execute(
                                 "PRAGMA busy_timeout = 60000; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000",
+                                 PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000; \
+                                 PRAGMA secure_delete = ON",
                             )
                             .await?;
                             Ok(())
@@ -399,6 +405,21 @@ impl Db {
         Ok(tx)
     }
 
+    /// After personal data was overwritten (an erasure): on SQLite, the write-ahead log is
+    /// copied into the database file and emptied, so the pages that held the old data are
+    /// gone from it too. (On PostgreSQL old row versions are the server's; `VACUUM` reclaims
+    /// them, and no dump ever shows them.) A reader still using the old pages makes this a
+    /// partial checkpoint; the next one finishes it.
+    pub async fn forget_overwritten(&self) {
+        if self.dialect == Dialect::Sqlite
+            && let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %err, "could not checkpoint the write-ahead log");
+        }
+    }
+
     /// Is the database reachable?
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -525,5 +546,50 @@ impl<'r> sqlx::Decode<'r, Any> for DbFlag {
 impl From<DbFlag> for bool {
     fn from(flag: DbFlag) -> bool {
         flag.0
+    }
+}
+
+/// A text column that may be NULL and holds JSON (an order's shipping address), read as
+/// its text: the `Any` driver decodes no JSON type, and a NULL must not fail the row.
+#[derive(Debug, Clone)]
+pub struct JsonColumn(Option<String>);
+
+impl sqlx::Type<Any> for JsonColumn {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for JsonColumn {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::ValueRef;
+        if value.is_null() {
+            return Ok(JsonColumn(None));
+        }
+        Ok(JsonColumn(Some(<String as sqlx::Decode<'r, Any>>::decode(
+            value,
+        )?)))
+    }
+}
+
+impl JsonColumn {
+    pub fn new(text: Option<String>) -> JsonColumn {
+        JsonColumn(text)
+    }
+}
+
+impl TryFrom<JsonColumn> for Option<crate::domain::ShippingAddress> {
+    type Error = serde_json::Error;
+
+    fn try_from(column: JsonColumn) -> Result<Self, Self::Error> {
+        column
+            .0
+            .filter(|text| !text.is_empty())
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
     }
 }

@@ -5,7 +5,12 @@ use crate::domain::{Millis, Order, OrderItem, OrderStatus};
 use crate::error::{Error, Result};
 
 pub(crate) const COLUMNS: &str = "id, number, user_id, status, total_cents, currency, note, \
-     created_at, updated_at, paid_at, completed_at, cancelled_at, cancel_reason, carrier, tracking_number";
+     created_at, updated_at, paid_at, completed_at, cancelled_at, cancel_reason, carrier, tracking_number, \
+     shipping_address";
+
+/// An item's columns: the SKU and name it was ordered under.
+pub(crate) const ITEM_COLUMNS: &str =
+    "product_id, COALESCE(sku, '') AS sku, COALESCE(name, '') AS name, quantity, unit_price_cents";
 
 pub async fn get(conn: &mut Conn, id: i64) -> Result<Option<Order>> {
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
@@ -36,9 +41,9 @@ pub async fn lock_existing(conn: &mut Conn, dialect: Dialect, id: i64) -> Result
 }
 
 pub async fn items(conn: &mut Conn, order_id: i64) -> Result<Vec<OrderItem>> {
-    Ok(sqlx::query_as::<_, OrderItem>(
-        "SELECT product_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY product_id",
-    )
+    Ok(sqlx::query_as::<_, OrderItem>(sqlx::AssertSqlSafe(format!(
+        "SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = $1 ORDER BY product_id"
+    )))
     .bind(order_id)
     .fetch_all(&mut *conn)
     .await?)
@@ -93,6 +98,27 @@ pub async fn compare_and_set_status(
     .transpose()
 }
 
+/// Sets an order's shipping address (JSON text) and takes the next number of its event
+/// sequence; the caller holds the order's lock.
+pub async fn set_shipping_address(
+    conn: &mut Conn,
+    id: i64,
+    address_json: &str,
+    now: Millis,
+) -> Result<(Order, i64)> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET shipping_address = $2, updated_at = $3, event_seq = event_seq + 1
+         WHERE id = $1 RETURNING {COLUMNS}, event_seq"
+    )))
+    .bind(id)
+    .bind(address_json)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    use sqlx::{FromRow, Row};
+    Ok((Order::from_row(&row)?, row.try_get::<i64, _>("event_seq")?))
+}
+
 pub async fn by_number(conn: &mut Conn, number: &str) -> Result<Option<Order>> {
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM orders WHERE number = $1"
@@ -143,7 +169,7 @@ pub async fn items_and_payments_of(
     }
     let ids = dialect.in_ids("order_id", 1);
     let items = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT order_id, product_id, quantity, unit_price_cents FROM order_items
+        "SELECT order_id, {ITEM_COLUMNS} FROM order_items
          WHERE {ids} ORDER BY order_id, product_id"
     )))
     .bind(ids_json)
@@ -178,23 +204,28 @@ async fn items_and_payments_sqlite(
 ) -> Result<(Vec<(i64, OrderItem)>, Vec<crate::domain::Payment>)> {
     let ids = Dialect::Sqlite.in_ids("order_id", 1);
     let items: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT json_group_array(json_array(order_id, product_id, quantity, unit_price_cents)
+        "SELECT json_group_array(json_array(order_id, product_id, COALESCE(sku, ''), COALESCE(name, ''),
+                                            quantity, unit_price_cents)
                                  ORDER BY order_id, product_id)
          FROM order_items WHERE {ids}"
     )))
     .bind(ids_json)
     .fetch_one(&mut *conn)
     .await?;
-    let items = parse_rows::<(i64, i64, i64, i64)>(&items)?
+    let items = parse_rows::<(i64, i64, String, String, i64, i64)>(&items)?
         .into_iter()
-        .map(|(order_id, product_id, quantity, unit_price_cents)| {
-            let item = OrderItem {
-                product_id,
-                quantity,
-                unit_price_cents,
-            };
-            (order_id, item)
-        })
+        .map(
+            |(order_id, product_id, sku, name, quantity, unit_price_cents)| {
+                let item = OrderItem {
+                    product_id,
+                    sku,
+                    name,
+                    quantity,
+                    unit_price_cents,
+                };
+                (order_id, item)
+            },
+        )
         .collect();
     let payments: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT json_group_array({} ORDER BY order_id, id) FROM payments WHERE {ids}",
@@ -218,7 +249,8 @@ fn parse_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>> {
 /// The orders of a set with their event numbers, on SQLite, as one JSON array (see
 /// [`items_and_payments_sqlite`]), in id order.
 pub async fn with_seq_sqlite(conn: &mut Conn, ids_json: &str) -> Result<Vec<(Order, i64)>> {
-    type Values = (
+    // serde reads tuples of at most 16: the order's first 15 columns nested.
+    type Core = (
         i64,
         String,
         i64,
@@ -234,10 +266,13 @@ pub async fn with_seq_sqlite(conn: &mut Conn, ids_json: &str) -> Result<Vec<(Ord
         Option<String>,
         Option<String>,
         Option<String>,
-        i64,
     );
+    type Values = (Core, Option<String>, i64);
     let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT json_group_array(json_array({COLUMNS}, event_seq) ORDER BY id) FROM orders WHERE {}",
+        "SELECT json_group_array(json_array(json_array(id, number, user_id, status, total_cents,
+                    currency, note, created_at, updated_at, paid_at, completed_at, cancelled_at,
+                    cancel_reason, carrier, tracking_number), shipping_address, event_seq)
+                ORDER BY id) FROM orders WHERE {}",
         Dialect::Sqlite.in_ids("id", 1)
     )))
     .bind(ids_json)
@@ -245,7 +280,7 @@ pub async fn with_seq_sqlite(conn: &mut Conn, ids_json: &str) -> Result<Vec<(Ord
     .await?;
     parse_rows::<Values>(&rows)?
         .into_iter()
-        .map(|row| {
+        .map(|(row, address, seq)| {
             let status =
                 OrderStatus::try_from(row.3).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
             let order = Order {
@@ -264,8 +299,10 @@ pub async fn with_seq_sqlite(conn: &mut Conn, ids_json: &str) -> Result<Vec<(Ord
                 cancel_reason: row.12,
                 carrier: row.13,
                 tracking_number: row.14,
+                shipping_address: Option::try_from(super::JsonColumn::new(address))
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             };
-            Ok((order, row.15))
+            Ok((order, seq))
         })
         .collect()
 }

@@ -148,8 +148,9 @@ pub async fn take_stock(
     .await?)
 }
 
-/// Inserts the orders (`number`, `user_id`, `total_cents`, `currency`, `note` rows), each
-/// with its first event number taken.
+/// Inserts the orders (`number`, `user_id`, `total_cents`, `currency`, `note`,
+/// `shipping_address` rows, the address as JSON text), each with its first event number
+/// taken.
 pub async fn insert_orders(
     conn: &mut Conn,
     dialect: Dialect,
@@ -164,11 +165,14 @@ pub async fn insert_orders(
             ("total_cents", "bigint"),
             ("currency", "text"),
             ("note", "text"),
+            ("shipping_address", "text"),
         ],
     );
     Ok(sqlx::query_as::<_, Order>(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO orders (number, user_id, status, total_cents, currency, note, created_at, updated_at, event_seq)
-         SELECT r.number, r.user_id, 'pending', r.total_cents, r.currency, r.note, $2, $2, 1 FROM {rows}
+        "INSERT INTO orders (number, user_id, status, total_cents, currency, note, shipping_address,
+                             created_at, updated_at, event_seq)
+         SELECT r.number, r.user_id, 'pending', r.total_cents, r.currency, r.note, r.shipping_address,
+                $2, $2, 1 FROM {rows}
          RETURNING {}",
         super::orders::COLUMNS
     )))
@@ -178,8 +182,8 @@ pub async fn insert_orders(
     .await?)
 }
 
-/// Inserts the items (`order_id`, `product_id`, `quantity`, `unit_price_cents`, `actor`
-/// rows) and their reservation rows in the ledger.
+/// Inserts the items (`order_id`, `product_id`, `sku`, `name`, `quantity`,
+/// `unit_price_cents`, `actor` rows) and their reservation rows in the ledger.
 pub async fn insert_items(
     conn: &mut Conn,
     dialect: Dialect,
@@ -191,14 +195,16 @@ pub async fn insert_items(
         &[
             ("order_id", "bigint"),
             ("product_id", "bigint"),
+            ("sku", "text"),
+            ("name", "text"),
             ("quantity", "bigint"),
             ("unit_price_cents", "bigint"),
             ("actor", "text"),
         ],
     );
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-         SELECT r.order_id, r.product_id, r.quantity, r.unit_price_cents FROM {rows}"
+        "INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents)
+         SELECT r.order_id, r.product_id, r.sku, r.name, r.quantity, r.unit_price_cents FROM {rows}"
     )))
     .bind(rows_json)
     .execute(&mut *conn)

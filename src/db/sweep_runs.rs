@@ -127,12 +127,13 @@ pub async fn list(conn: &mut Conn, before_id: Option<i64>, limit: i64) -> Result
     .await?)
 }
 
-/// Orders the sweep cancelled per hour since `since` (for the console's chart).
-pub async fn cancelled_per_hour(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, i64)>> {
+/// Orders the sweep cancelled per quarter-hour (unix milliseconds / 900,000) since `since`:
+/// the console adds them up into the hours of its time zone.
+pub async fn cancelled_per_quarter(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, i64)>> {
     Ok(sqlx::query_as(
-        "SELECT CAST(started_at / 3600000 AS BIGINT) AS hour, CAST(SUM(cancelled) AS BIGINT)
+        "SELECT CAST(started_at / 900000 AS BIGINT) AS quarter, CAST(SUM(cancelled) AS BIGINT)
          FROM sweep_runs WHERE started_at >= $1 AND cancelled > 0
-         GROUP BY CAST(started_at / 3600000 AS BIGINT) ORDER BY hour",
+         GROUP BY CAST(started_at / 900000 AS BIGINT) ORDER BY quarter",
     )
     .bind(since)
     .fetch_all(&mut *conn)

@@ -90,6 +90,30 @@ impl UserRole {
     }
 }
 
+/// A customer as the shop's backend knows it: a user with the customer role, its display
+/// name, the shop's own id for it, its phone and WeChat openid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Customer {
+    pub id: i64,
+    /// The shop's own id of this customer (unique); `null` for customers made otherwise
+    /// (`ordo token create`, `POST /tokens`).
+    pub external_id: Option<String>,
+    pub display_name: String,
+    pub phone: Option<String>,
+    /// Pays through WeChat Pay JSAPI when a payment is opened without an openid.
+    pub wechat_openid: Option<String>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Millis,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Millis,
+    /// When the customer's personal data was erased, if it was.
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub erased_at: Option<Millis>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     pub id: i64,
@@ -221,11 +245,17 @@ pub struct NewOrder {
     pub user_id: i64,
     pub items: Vec<OrderLine>,
     pub note: Option<String>,
+    /// Where it ships to, as the request gave it (checked when the order is placed).
+    pub shipping_address: Option<super::NewShippingAddress>,
 }
 
+/// One line of an order, with the product's SKU and name as they were when it was
+/// ordered (a product renamed later leaves it as it was).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OrderItem {
     pub product_id: i64,
+    pub sku: String,
+    pub name: String,
     pub quantity: i64,
     pub unit_price_cents: i64,
 }
@@ -258,6 +288,10 @@ pub struct Order {
     pub cancel_reason: Option<String>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
+    /// Where it ships to, as given when it was placed (or as staff corrected it before it
+    /// shipped); `null` when none was given.
+    #[sqlx(try_from = "crate::db::JsonColumn")]
+    pub shipping_address: Option<super::ShippingAddress>,
 }
 
 impl Order {

@@ -567,7 +567,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `ms` give or take a tenth, so that many failed deliveries do not all retry at once.
-fn jittered(ms: u64) -> i64 {
+pub(crate) fn jittered(ms: u64) -> i64 {
     let spread = (ms / 10).max(1);
     let low = ms.saturating_sub(spread);
     rand::rng().random_range(low..=ms + spread) as i64

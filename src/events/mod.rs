@@ -99,6 +99,8 @@ pub enum EventType {
     OrderRefunded,
     #[serde(rename = "order.refund_rejected")]
     OrderRefundRejected,
+    #[serde(rename = "order.address_changed")]
+    OrderAddressChanged,
     #[serde(rename = "payment.failed")]
     PaymentFailed,
     #[serde(rename = "payment.late_succeeded")]
@@ -110,7 +112,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::OrderCreated,
         EventType::OrderPaymentReminder,
         EventType::OrderPaid,
@@ -121,6 +123,7 @@ impl EventType {
         EventType::OrderRefundRequested,
         EventType::OrderRefunded,
         EventType::OrderRefundRejected,
+        EventType::OrderAddressChanged,
         EventType::PaymentFailed,
         EventType::PaymentLateSucceeded,
         EventType::ProductOutOfStock,
@@ -139,6 +142,7 @@ impl EventType {
             EventType::OrderRefundRequested => "order.refund_requested",
             EventType::OrderRefunded => "order.refunded",
             EventType::OrderRefundRejected => "order.refund_rejected",
+            EventType::OrderAddressChanged => "order.address_changed",
             EventType::PaymentFailed => "payment.failed",
             EventType::PaymentLateSucceeded => "payment.late_succeeded",
             EventType::ProductOutOfStock => "product.out_of_stock",

@@ -4,6 +4,7 @@
 //! from the router itself.
 
 mod audit;
+mod customers;
 pub mod error;
 mod events;
 pub mod extract;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub jobs: crate::scheduler::Jobs,
     /// Whether the webhook endpoints may point at private addresses (development).
     pub webhook_allow_private: bool,
+    /// The time zone the console shows times in (`time_zone`).
+    pub time_zone: chrono_tz::Tz,
+    /// The shop's own currency (`currency`), shown with its local symbol.
+    pub currency: Option<String>,
 }
 
 impl AppState {
@@ -63,6 +68,8 @@ impl AppState {
             limiter: Arc::new(RateLimiter::off()),
             jobs: crate::scheduler::Jobs::new(crate::scheduler::Shutdown::new()),
             webhook_allow_private: false,
+            time_zone: chrono_tz::Tz::UTC,
+            currency: None,
         }
     }
 
@@ -85,7 +92,17 @@ impl AppState {
             )),
             jobs: crate::scheduler::Jobs::new(shutdown),
             webhook_allow_private: settings.webhook_allow_private,
+            // Checked when the settings were loaded.
+            time_zone: settings.time_zone().unwrap_or(chrono_tz::Tz::UTC),
+            currency: settings.currency.clone(),
         }
+    }
+
+    /// The console's time zone and the shop's own currency.
+    pub fn with_locale(mut self, time_zone: chrono_tz::Tz, currency: Option<&str>) -> AppState {
+        self.time_zone = time_zone;
+        self.currency = currency.map(str::to_owned);
+        self
     }
 
     pub fn with_webhook_secret(mut self, secret: &str) -> AppState {
@@ -251,6 +268,7 @@ pub fn router(state: AppState) -> (Router, serde_json::Value) {
             OpenApiRouter::new()
                 .merge(products::router())
                 .merge(orders::router())
+                .merge(customers::router())
                 .merge(payments::router())
                 .merge(sweeps::router())
                 .merge(tokens::router())

@@ -4,7 +4,8 @@ use super::error::{ApiError, Problem};
 use super::extract::{Caller, Id, Json, Query, RawBody, Staff};
 use super::{AppState, PageParams, next_cursor};
 use crate::domain::{
-    HistoryEntry, NewOrder, Order, OrderDetails, OrderLine, OrderStatus, UserRole, parse_rfc3339,
+    HistoryEntry, NewOrder, NewShippingAddress, Order, OrderDetails, OrderLine, OrderStatus,
+    UserRole, parse_rfc3339,
 };
 use crate::orders::{OrderFilter, PlacedOrder, TransitionInput};
 use crate::payments::{OpenPayment, OpenedPayment};
@@ -27,6 +28,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(approve_refund))
         .routes(routes!(reject_refund))
         .routes(routes!(open_payment))
+        .routes(routes!(correct_shipping_address))
+        .routes(routes!(retry_wechat_shipping))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -43,6 +46,9 @@ pub struct OrderRequest {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "crate::domain::whole::option")]
     pub user_id: Option<i64>,
+    /// Where it ships to; kept on the order as given. Required when the shop sets
+    /// `require_shipping_address`.
+    pub shipping_address: Option<NewShippingAddress>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,6 +144,7 @@ async fn place_order(
         user_id,
         items: request.items,
         note: request.note,
+        shipping_address: request.shipping_address,
     };
     let (placed, replayed) = state.ordo.place_order_once(user.actor(), &new, key).await?;
     let status = if replayed {
@@ -365,5 +372,41 @@ async fn open_payment(
             .ordo
             .open_payment(caller.actor(), id, &request)
             .await?,
+    ))
+}
+
+/// Correct where an order ships to (staff), until it ships: pending or paid orders only,
+/// 409 after that. Audited; receivers get `order.address_changed`.
+#[utoipa::path(put, path = "/orders/{id}/shipping-address", tag = "orders",
+    params(("id" = i64, Path)), request_body = NewShippingAddress, security(("bearer" = [])),
+    responses((status = 200, body = OrderDetails), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn correct_shipping_address(
+    State(state): State<AppState>,
+    staff: Staff,
+    Id(id): Id,
+    body: RawBody,
+) -> Result<Json<OrderDetails>, ApiError> {
+    let address: NewShippingAddress = body.parse()?;
+    Ok(Json(
+        state
+            .ordo
+            .correct_shipping_address(staff.actor(), id, &address)
+            .await?,
+    ))
+}
+
+/// Upload a shipped order's shipping information to WeChat again now (staff): after
+/// WeChat refused it, or ordo gave up retrying. Audited. 404 when the order has no
+/// upload; 409 when WeChat already accepted it or an attempt is under way.
+#[utoipa::path(post, path = "/orders/{id}/wechat-shipping/retry", tag = "orders",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = crate::payments::shipping::ShippingUpload), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
+async fn retry_wechat_shipping(
+    State(state): State<AppState>,
+    staff: Staff,
+    Id(id): Id,
+) -> Result<Json<crate::payments::shipping::ShippingUpload>, ApiError> {
+    Ok(Json(
+        state.ordo.retry_shipping_upload(staff.actor(), id).await?,
     ))
 }

@@ -15,6 +15,7 @@ pub mod manual;
 pub mod provider;
 mod refunds;
 mod setup;
+pub mod shipping;
 pub mod stripe;
 pub mod wechatpay;
 

@@ -23,15 +23,21 @@ pub enum Operation {
     Close,
     Refund,
     RefundQuery,
+    /// WeChat's server API: an access token (`stable_token`).
+    AccessToken,
+    /// WeChat's server API: `upload_shipping_info`.
+    UploadShipping,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 5] = [
+    pub const ALL: [Operation; 7] = [
         Operation::Open,
         Operation::Query,
         Operation::Close,
         Operation::Refund,
         Operation::RefundQuery,
+        Operation::AccessToken,
+        Operation::UploadShipping,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +47,8 @@ impl Operation {
             Operation::Close => "close",
             Operation::Refund => "refund",
             Operation::RefundQuery => "refund_query",
+            Operation::AccessToken => "stable_token",
+            Operation::UploadShipping => "upload_shipping_info",
         }
     }
 }
@@ -357,6 +365,8 @@ pub struct Providers {
     concurrency: usize,
     timeout: Duration,
     public_url: Option<String>,
+    /// WeChat's shipping information service (with `wechat_app_secret` set).
+    shipping: Option<Arc<super::shipping::WechatShipping>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -366,6 +376,7 @@ impl std::fmt::Debug for Providers {
         f.debug_struct("Providers")
             .field("configured", &names)
             .field("public_url", &self.public_url)
+            .field("shipping", &self.shipping.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -415,7 +426,28 @@ impl Providers {
             concurrency: concurrency.max(1) as usize,
             timeout,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            shipping: None,
         }
+    }
+
+    /// The same providers, with WeChat's shipping information service.
+    pub fn with_shipping(mut self, shipping: super::shipping::WechatShipping) -> Providers {
+        self.shipping = Some(Arc::new(shipping));
+        self
+    }
+
+    /// WeChat's shipping information service, if the shop uses it.
+    pub fn shipping(&self) -> Option<&Arc<super::shipping::WechatShipping>> {
+        self.shipping.as_ref()
+    }
+
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    /// How long one provider call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn get(&self, kind: PaymentProvider) -> Option<&Arc<dyn Provider>> {
@@ -454,6 +486,25 @@ impl Providers {
             provider: kind,
             detail: "not configured in this process".to_owned(),
         })?;
+        self.gated(
+            kind,
+            kind.as_str(),
+            operation,
+            call(provider.as_ref(), &self.http),
+        )
+        .await
+    }
+
+    /// The gate itself: one permit of `provider_concurrency`, the time limit, the metrics
+    /// (`service` is the `provider` label) and the log line of a failure. Calls to WeChat's
+    /// server API (the shipping information) go through it too.
+    pub(crate) async fn gated<T>(
+        &self,
+        kind: PaymentProvider,
+        service: &'static str,
+        operation: Operation,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
         let _permit = self
             .permits
             .acquire()
@@ -464,12 +515,7 @@ impl Providers {
             })?;
         let started = Instant::now();
         // The client's own timeout bounds each exchange; this bounds the whole call.
-        let answer = match tokio::time::timeout(
-            self.timeout + Duration::from_secs(1),
-            call(provider.as_ref(), &self.http),
-        )
-        .await
-        {
+        let answer = match tokio::time::timeout(self.timeout + Duration::from_secs(1), call).await {
             Ok(answer) => answer,
             Err(_) => Err(ProviderError::Unreachable {
                 provider: kind,
@@ -481,13 +527,13 @@ impl Providers {
             Err(err) => err.outcome(),
         };
         metrics::counter!("ordo_provider_requests_total",
-            "provider" => kind.as_str(), "operation" => operation.as_str(), "outcome" => outcome)
+            "provider" => service, "operation" => operation.as_str(), "outcome" => outcome)
         .increment(1);
         metrics::histogram!("ordo_provider_request_duration_seconds",
-            "provider" => kind.as_str(), "operation" => operation.as_str())
+            "provider" => service, "operation" => operation.as_str())
         .record(started.elapsed().as_secs_f64());
         if let Err(err) = &answer {
-            tracing::warn!(provider = %kind, operation = operation.as_str(), error = %err, "provider call failed");
+            tracing::warn!(provider = service, operation = operation.as_str(), error = %err, "provider call failed");
         }
         answer
     }

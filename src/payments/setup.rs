@@ -229,7 +229,7 @@ pub fn report(settings: &Settings) -> Vec<ProviderStatus> {
                 };
             }
             let values = settings_of(settings, provider);
-            let loaded: Vec<String> = values
+            let mut loaded: Vec<String> = values
                 .iter()
                 .filter(|(_, v)| v.is_some_and(|v| !v.trim().is_empty()))
                 .map(|(k, _)| (*k).to_owned())
@@ -240,6 +240,10 @@ pub fn report(settings: &Settings) -> Vec<ProviderStatus> {
                 .map(|(k, _)| (*k).to_owned())
                 .collect();
             let configured = !loaded.is_empty();
+            // Optional: shipments of WeChat Pay orders reported to WeChat.
+            if provider == PaymentProvider::Wechatpay && settings.wechat_app_secret.is_some() {
+                loaded.push("wechat_app_secret (shipments reported to WeChat)".to_owned());
+            }
             let problems = if configured && missing.is_empty() {
                 build(settings, provider).err().unwrap_or_default()
             } else {
@@ -284,11 +288,30 @@ pub fn load_providers(settings: &Settings, clock: crate::Clock) -> Result<Provid
             "default_payment_provider is {default}, which is not configured"
         )));
     }
-    Ok(Providers::new(
+    let providers = Providers::new(
         configured,
         settings.public_url.clone(),
         settings.provider_concurrency,
         Duration::from_secs(settings.provider_timeout_seconds),
         clock,
-    ))
+    );
+    Ok(
+        match (&settings.wechat_app_secret, &settings.wechatpay_appid) {
+            (Some(secret), Some(appid)) => providers.with_shipping(
+                super::shipping::WechatShipping::new(super::shipping::WechatShippingConfig {
+                    appid: appid.clone(),
+                    secret: secret.clone(),
+                    base_url: settings.wechat_api_base_url.clone(),
+                    mchid: settings.wechatpay_mchid.clone(),
+                }),
+            ),
+            (Some(_), None) => {
+                return Err(Error::Config(
+                "wechat_app_secret is set but wechatpay_appid (the mini-program's AppID) is not"
+                    .to_owned(),
+            ));
+            }
+            _ => providers,
+        },
+    )
 }

@@ -1,6 +1,7 @@
-// ordo console: live countdowns on "expiring soon". Each [data-deadline] (unix ms) shows the
-// time left, ticking every second, measured against the server's clock (data-server-now on
-// the rows, refreshed by htmx) so a wrong clock in the browser does not matter.
+// ordo console: the print button of packing slips, and live countdowns on "expiring soon".
+// Each [data-deadline] (unix ms) shows the time left, ticking every second, measured against
+// the server's clock (data-server-now on the rows, refreshed by htmx) so a wrong clock in
+// the browser does not matter.
 (function () {
   "use strict";
   var offset = 0;
@@ -45,6 +46,12 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Packing slips: the print button (no inline script under the page's policy).
+    document.querySelectorAll("[data-print]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        window.print();
+      });
+    });
     sync();
     tick();
     window.setInterval(tick, 1000);

@@ -16,6 +16,7 @@
 
 pub mod alipay;
 pub mod stripe;
+pub mod wechat_miniprogram;
 pub mod wechatpay;
 
 use base64::Engine;

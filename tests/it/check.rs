@@ -134,8 +134,18 @@ const CORRUPTIONS: &[(&str, &[&str])] = &[
         &["UPDATE order_status_counts SET n = n + 1 WHERE status = 'pending'"],
     ),
     (
-        "day_totals_match_orders",
-        &["UPDATE order_day_totals SET placed = placed + 1"],
+        "time_totals_match_orders",
+        &["UPDATE order_time_totals SET placed = placed + 1"],
+    ),
+    (
+        "order_items_keep_sku_and_name",
+        // A line that forgot what it was sold as.
+        &["UPDATE order_items SET name = NULL WHERE order_id = {pending}"],
+    ),
+    (
+        "erased_customers_hold_no_personal_data",
+        // A customer marked erased whose name and phone are still there.
+        &["UPDATE users SET phone = '138 0013 8000', erased_at = created_at WHERE role = 'customer'"],
     ),
     (
         "history_follows_lifecycle",

@@ -8,6 +8,7 @@ on_both_databases!(
     migrate_twice_token_demo_and_check,
     check_exits_one_with_findings,
     tokens_runs_audit_and_events_from_the_command_line,
+    customers_and_a_shop_in_china_from_the_command_line,
 );
 
 fn ordo(url: &str, args: &[&str]) -> Output {
@@ -350,4 +351,87 @@ fn migrate_names_the_host_the_database_and_the_reason_at_once() {
             assert!(!stderr.contains("pool timed out"), "{stderr}");
         }
     }
+}
+
+async fn customers_and_a_shop_in_china_from_the_command_line(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let url = database.url.clone();
+    let out = ordo(&url, &["demo", "--locale", "zh-CN"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let demo = text(&out.stdout);
+    for shown in [
+        "CNY",
+        "王小明",
+        "time_zone = \"Asia/Shanghai\"",
+        "currency = \"CNY\"",
+    ] {
+        assert!(
+            demo.contains(shown),
+            "the demo does not say {shown}: {demo}"
+        );
+    }
+    let out = ordo(&url, &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // Create, update (the same customer), find, show, a token that places orders, erase.
+    let upsert = |name: &str| {
+        ordo(
+            &url,
+            &[
+                "customers",
+                "upsert",
+                "--external-id",
+                "cli-user-1",
+                "--name",
+                name,
+                "--phone",
+                "138 0013 8000",
+            ],
+        )
+    };
+    let out = upsert("Ada");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("created customer"));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let id = created["id"].as_i64().unwrap();
+    let out = upsert("Ada Lovelace");
+    assert!(text(&out.stderr).contains("updated customer"));
+    let updated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(updated["id"], id);
+    let out = ordo(&url, &["customers", "list", "-q", "lovelace"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("cli-user-1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = ordo(&url, &["customers", "show", &id.to_string()]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["phone"], "138 0013 8000");
+    let out = ordo(
+        &url,
+        &["customers", "token", &id.to_string(), "--expires-in", "30d"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).lines().last().unwrap().trim().to_owned();
+    let db = ordo::Db::connect(&url, 2).await.unwrap();
+    let service = ordo::Ordo::new(db.clone(), ordo::Policy::default(), ordo::Clock::system());
+    assert_eq!(service.authenticate(&token).await.unwrap().user.id, id);
+    db.close().await;
+    let out = ordo(&url, &["customers", "erase", &id.to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = ordo(&url, &["customers", "show", &id.to_string()]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["phone"], serde_json::Value::Null);
+    assert_eq!(shown["display_name"], "[erased]");
+    // Bad input: exit 1 with the field named; an unknown customer too.
+    let out = ordo(
+        &url,
+        &["customers", "upsert", "--external-id", "x y", "--name", "A"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("external_id"));
+    let out = ordo(&url, &["customers", "show", "999999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("customer not found"));
 }

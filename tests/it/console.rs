@@ -29,7 +29,41 @@ on_both_databases!(
     console_pages_over_http,
     webhook_and_token_forms,
     chinese_pages_show_no_english_label,
+    customers_addresses_and_packing_slips,
+    times_in_the_shops_zone_and_money_in_its_currency,
 );
+
+/// An address in Shanghai.
+pub fn shanghai_address() -> ordo::domain::NewShippingAddress {
+    ordo::domain::NewShippingAddress {
+        name: "王小明".into(),
+        phone: "138 0013 8000".into(),
+        country: None,
+        province: Some("上海市".into()),
+        city: Some("上海市".into()),
+        district: Some("浦东新区".into()),
+        town: None,
+        line: "世纪大道 100 号 12 楼".into(),
+        postal_code: Some("200120".into()),
+    }
+}
+
+/// A customer made by the shop's backend, with a phone.
+pub async fn shop_customer(shop: &TestShop, external_id: &str) -> ordo::domain::Customer {
+    shop.ordo
+        .upsert_customer(
+            shop.staff(),
+            external_id,
+            &ordo::customers::CustomerChange {
+                display_name: "王小明".into(),
+                phone: Some(Some("138 0013 8000".into())),
+                wechat_openid: None,
+            },
+        )
+        .await
+        .unwrap()
+        .0
+}
 
 /// A sweep as the scheduler runs it (30 minutes' timeout); its summary.
 pub async fn scheduled_sweep(shop: &TestShop) -> ordo::sweep::SweepSummary {
@@ -154,7 +188,11 @@ async fn dashboard_counts_and_series(backend: Backend) {
         .unwrap();
     shop.pay(&late).await;
 
-    let board = shop.ordo.dashboard(shop.staff()).await.expect("dashboard");
+    let board = shop
+        .ordo
+        .dashboard(shop.staff(), chrono_tz::Tz::UTC)
+        .await
+        .expect("dashboard");
     assert_eq!(board.unpaid, 2);
     assert_eq!(
         board.expiring_soon, 1,
@@ -171,7 +209,12 @@ async fn dashboard_counts_and_series(backend: Backend) {
     assert_eq!(board.sweep_hours.len(), 48);
     // Under 5 minutes: the two placed at T0; 15–30 minutes: the one of 20 minutes.
     assert_eq!(board.backlog, [1, 0, 1, 0, 0, 0]);
-    assert!(shop.ordo.dashboard(shop.owner()).await.is_err());
+    assert!(
+        shop.ordo
+            .dashboard(shop.owner(), chrono_tz::Tz::UTC)
+            .await
+            .is_err()
+    );
 }
 
 async fn order_search_filters_and_pages(backend: Backend) {
@@ -604,7 +647,15 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 
 impl ConsoleClient {
     pub async fn sign_in(backend: Backend) -> ConsoleClient {
-        let app = TestApp::spawn(backend).await;
+        Self::sign_in_with(backend, |state| state).await
+    }
+
+    /// Signed in to a console whose state `configure` adjusts (a time zone, say).
+    pub async fn sign_in_with(
+        backend: Backend,
+        configure: impl FnOnce(ordo::http::AppState) -> ordo::http::AppState,
+    ) -> ConsoleClient {
+        let app = TestApp::spawn_with(backend, configure).await;
         let client = crate::helpers::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -661,11 +712,13 @@ impl ConsoleClient {
     }
 }
 
-/// Every page of the console, for a shop with one order and one product.
-pub fn every_page(order: i64, product: i64) -> Vec<String> {
+/// Every page of the console, for a shop with one order, one product and one customer.
+pub fn every_page(order: i64, product: i64, customer: i64) -> Vec<String> {
     [
         "/console/",
         "/console/orders",
+        "/console/customers",
+        "/console/packing-slips",
         "/console/orders?status=pending",
         "/console/expiring",
         "/console/sweep",
@@ -679,7 +732,9 @@ pub fn every_page(order: i64, product: i64) -> Vec<String> {
     .map(str::to_owned)
     .chain([
         format!("/console/orders/{order}"),
+        format!("/console/orders/{order}/packing-slip"),
         format!("/console/products/{product}"),
+        format!("/console/customers/{customer}"),
     ])
     .collect()
 }
@@ -716,7 +771,7 @@ async fn console_pages_over_http(backend: Backend) {
     // Signed in already: straight to the dashboard.
     assert_eq!(status, StatusCode::SEE_OTHER, "{login}");
 
-    for path in every_page(id, p.id) {
+    for path in every_page(id, p.id, shop.customer.id) {
         let (status, headers, body) = console.get(&path, &[]).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         let csp = headers["content-security-policy"].to_str().unwrap();
@@ -921,7 +976,9 @@ async fn chinese_pages_show_no_english_label(backend: Backend) {
     let console = ConsoleClient::sign_in(backend).await;
     let shop = &console.app.shop;
     let p = shop.product(3, 990).await;
-    let placed = shop.order(&[(p.id, 1)]).await;
+    let mut new = shop.new_order(&[(p.id, 1)]);
+    new.shipping_address = Some(shanghai_address());
+    let placed = shop.ordo.place_order(shop.owner(), &new).await.unwrap();
     let late = shop.order(&[(p.id, 1)]).await;
     shop.ordo
         .cancel_order(shop.staff(), late.order.order.id, Some("重复下单".into()))
@@ -937,7 +994,7 @@ async fn chinese_pages_show_no_english_label(backend: Backend) {
         .await
         .unwrap();
     shop.ordo.clock.advance(45 * MINUTE);
-    for path in every_page(placed.order.order.id, p.id) {
+    for path in every_page(placed.order.order.id, p.id, shop.customer.id) {
         let (status, _, zh) = console
             .get(&path, &[("accept-language", "zh-CN,zh;q=0.9,en;q=0.5")])
             .await;
@@ -1094,4 +1151,255 @@ async fn webhook_and_token_forms(backend: Backend) {
     let (status, headers, _) = console.get("/console/tokens", &[]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[LOCATION], "/console/login");
+}
+
+async fn customers_addresses_and_packing_slips(backend: Backend) {
+    let console = ConsoleClient::sign_in(backend).await;
+    let shop = &console.app.shop;
+    let p = shop.product(10, 1_250).await;
+    let customer = shop_customer(shop, "shop-user-1").await;
+    let mut new = ordo::domain::NewOrder::from_lines(customer.id, &[(p.id, 2)], None);
+    new.shipping_address = Some(shanghai_address());
+    let buyer = Actor::Customer(customer.id);
+    let paid = shop.ordo.place_order(buyer, &new).await.unwrap();
+    shop.pay(&paid).await;
+    let id = paid.order.order.id;
+    let pending = shop.ordo.place_order(buyer, &new).await.unwrap();
+
+    // Customers: found by name, phone or external id; one customer's page.
+    for q in ["%E7%8E%8B", "13800138000", "shop-user-1"] {
+        let (status, _, page) = console.get(&format!("/console/customers?q={q}"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains(&format!("/console/customers/{}", customer.id)),
+            "{q}: {page}"
+        );
+    }
+    let (_, _, none) = console.get("/console/customers?q=nobody", &[]).await;
+    assert!(none.contains("No customers match."));
+    let (status, _, page) = console
+        .get(&format!("/console/customers/{}", customer.id), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("138 0013 8000") && page.contains("shop-user-1"));
+    assert!(page.contains(&paid.order.order.number));
+    // The order list names the customer; the order page shows name, phone and address,
+    // and each line as it was ordered.
+    let (_, _, list) = console.get("/console/orders", &[]).await;
+    assert!(list.contains("王小明"), "the list names the customer");
+    let (_, _, page) = console.get(&format!("/console/orders/{id}"), &[]).await;
+    for shown in [
+        "王小明",
+        "138 0013 8000",
+        "上海市 浦东新区",
+        "世纪大道 100 号 12 楼",
+        "200120",
+        &p.sku,
+        "Test product",
+        "packing-slip",
+    ] {
+        assert!(page.contains(shown), "the order page lacks {shown}");
+    }
+    // Staff correct the address from the page.
+    let (status, _, page) = console
+        .post(
+            &format!("/console/orders/{id}/address"),
+            "name=%E7%8E%8B%E5%B0%8F%E6%98%8E&phone=138+0013+8000&country=CN&province=%E4%B8%8A%E6%B5%B7%E5%B8%82&city=%E4%B8%8A%E6%B5%B7%E5%B8%82&line=Room+5&postal_code=200120",
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("The shipping address was corrected."),
+        "{page}"
+    );
+    assert!(page.contains("Room 5"));
+    let (status, _, page) = console
+        .post(
+            &format!("/console/orders/{id}/address"),
+            "name=x&phone=abc&line=y&province=a&city=b",
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("phone"));
+
+    // Packing slips: one order's, and a sheet of every paid order (not the pending one).
+    let (status, _, slip) = console
+        .get(&format!("/console/orders/{id}/packing-slip"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for shown in [
+        paid.order.order.number.as_str(),
+        "Room 5",
+        "王小明",
+        &p.sku,
+        "Packing slip",
+    ] {
+        assert!(slip.contains(shown), "the slip lacks {shown}");
+    }
+    assert!(
+        !slip.contains("<nav"),
+        "a slip prints without the console around it"
+    );
+    let (status, _, sheet) = console.get("/console/packing-slips", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(sheet.contains(&paid.order.order.number));
+    assert!(!sheet.contains(&pending.order.order.number));
+    assert!(sheet.contains("1 paid order(s)"));
+    let (_, _, chosen) = console
+        .get(
+            &format!(
+                "/console/packing-slips?ids={},{}",
+                id, pending.order.order.id
+            ),
+            &[],
+        )
+        .await;
+    assert!(chosen.contains(&pending.order.order.number));
+    let (status, _, _) = console.get("/console/packing-slips?ids=1,x", &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The CSV export carries the address.
+    let (_, _, csv) = console.get("/console/orders.csv?status=paid", &[]).await;
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("ship_line,ship_postal_code")
+    );
+    assert!(csv.contains("\"Room 5\",\"200120\""), "{csv}");
+
+    // Shipped: the address is no longer offered for correction.
+    shop.ordo
+        .transition(
+            shop.staff(),
+            id,
+            OrderStatus::Shipped,
+            &ordo::orders::TransitionInput {
+                carrier: Some("SF".into()),
+                tracking_number: Some("SF1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, _, page) = console.get(&format!("/console/orders/{id}"), &[]).await;
+    assert!(!page.contains("address-form"));
+    let (status, _, _) = console
+        .post(
+            &format!("/console/orders/{id}/address"),
+            "name=x&phone=13800138000&line=y&province=a&city=b",
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Erasure from the customer's page: confirmed, refused while an order is open (named),
+    // then done.
+    let erase = format!("/console/customers/{}/erase", customer.id);
+    let (status, _, _) = console.post(&erase, "", &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _, page) = console.post(&erase, "confirm=yes", &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains(&pending.order.order.number), "{page}");
+    shop.ordo
+        .cancel_order(shop.staff(), pending.order.order.id, None)
+        .await
+        .unwrap();
+    shop.ordo
+        .transition(
+            shop.staff(),
+            id,
+            OrderStatus::Completed,
+            &ordo::orders::TransitionInput::default(),
+        )
+        .await
+        .unwrap();
+    let (status, headers, _) = console.post(&erase, "confirm=yes", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = console.get(headers[LOCATION].to_str().unwrap(), &[]).await;
+    assert!(page.contains("Personal data erased"), "{page}");
+    assert!(page.contains("2 order address(es)"), "{page}");
+    let (_, _, order_page) = console.get(&format!("/console/orders/{id}"), &[]).await;
+    assert!(!order_page.contains("Room 5") && !order_page.contains("138 0013 8000"));
+    assert!(order_page.contains("Erased with the customer"));
+    shop.assert_check_clean().await;
+}
+
+async fn times_in_the_shops_zone_and_money_in_its_currency(backend: Backend) {
+    let shanghai: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+    let mut console =
+        ConsoleClient::sign_in_with(backend, |s| s.with_locale(shanghai, Some("CNY"))).await;
+    let tea = console
+        .app
+        .shop
+        .ordo
+        .create_product(
+            console.app.shop.staff(),
+            &ordo::domain::NewProduct {
+                sku: "TEA".into(),
+                name: "龙井".into(),
+                price_cents: 1_200,
+                currency: "CNY".into(),
+                stock: 10,
+            },
+        )
+        .await
+        .unwrap();
+    // 2026-11-25T23:30:00Z: 07:30 on the 26th in Shanghai.
+    let late_evening = T0 + 14 * 60 * MINUTE + 30 * MINUTE;
+    console.app.shop.ordo.clock.set(late_evening);
+    let placed = console.app.shop.order(&[(tea.id, 1)]).await;
+    console.app.shop.ordo.clock.set(late_evening + 90 * MINUTE);
+    // Half a day on, the first session has ended: sign in again.
+    let response = console
+        .client
+        .post(format!("{}/console/login", console.app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", console.app.shop.staff_token))
+        .send()
+        .await
+        .unwrap();
+    console.cookie = session_cookie(response.headers()).expect("session cookie");
+    let console = console;
+    let shop = &console.app.shop;
+    let (_, _, list) = console.get("/console/orders", &[]).await;
+    assert!(list.contains("26 Nov 2026, 07:30 UTC+8"), "{list}");
+    assert!(list.contains("¥12.00") && !list.contains("CN¥"), "{list}");
+    let (_, _, page) = console
+        .get(&format!("/console/orders/{}", placed.order.order.id), &[])
+        .await;
+    assert!(page.contains("26 Nov 2026, 07:30 UTC+8"));
+    let (_, _, zh) = console
+        .get(
+            &format!("/console/orders/{}", placed.order.order.id),
+            &[("accept-language", "zh-CN")],
+        )
+        .await;
+    assert!(zh.contains("2026年11月26日 07:30 UTC+8"));
+    // The dashboard counts it on the 26th, Shanghai's day.
+    let (_, _, board) = console.get("/console/", &[]).await;
+    assert!(board.contains("<title>26 Nov: 1</title>"), "{board}");
+    assert!(board.contains("<title>25 Nov: 0</title>"), "{board}");
+    let board = shop.ordo.dashboard(shop.staff(), shanghai).await.unwrap();
+    assert_eq!(board.days.last().unwrap().placed, 1);
+    let utc = shop
+        .ordo
+        .dashboard(shop.staff(), chrono_tz::Tz::UTC)
+        .await
+        .unwrap();
+    assert_eq!(
+        utc.days[utc.days.len() - 2].placed,
+        1,
+        "in UTC it was the 25th"
+    );
+    // The sweep's hours are Shanghai's too.
+    shop.ordo.clock.set(late_evening + 10 * MINUTE);
+    shop.order(&[(tea.id, 1)]).await;
+    shop.ordo.clock.set(late_evening + 50 * MINUTE);
+    scheduled_sweep(shop).await;
+    let board = shop.ordo.dashboard(shop.staff(), shanghai).await.unwrap();
+    let (hour, n) = board.sweep_hours.last().unwrap();
+    assert_eq!(*n, 2, "both orders were overdue: {:?}", board.sweep_hours);
+    assert_eq!(*hour, late_evening + 30 * MINUTE, "08:00 in Shanghai");
 }

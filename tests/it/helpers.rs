@@ -414,9 +414,9 @@ impl TestShop {
                 "order_status_counts" => "SELECT status, CAST(SUM(n) AS BIGINT) AS n
                      FROM order_status_counts GROUP BY status HAVING SUM(n) <> 0"
                     .to_owned(),
-                "order_day_totals" => "SELECT day, currency, CAST(SUM(placed) AS BIGINT) AS placed,
+                "order_time_totals" => "SELECT quarter, currency, CAST(SUM(placed) AS BIGINT) AS placed,
                             CAST(SUM(paid) AS BIGINT) AS paid, CAST(SUM(paid_cents) AS BIGINT) AS paid_cents
-                     FROM order_day_totals GROUP BY day, currency"
+                     FROM order_time_totals GROUP BY quarter, currency"
                     .to_owned(),
                 _ => format!("SELECT * FROM {table}"),
             };

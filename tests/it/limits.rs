@@ -106,6 +106,13 @@ fn valid_body(method: &str, template: &str, product: i64) -> Option<Value> {
         ("post", "/api/v1/sweeps") => json!({"dry_run": true}),
         ("post", "/api/v1/tokens") => json!({"name": "matrix", "role": "customer"}),
         ("post", "/api/v1/webhook-endpoints") => json!({"url": "http://127.0.0.1:9/hook"}),
+        ("put", "/api/v1/customers/by-external-id/{external_id}") => {
+            json!({"display_name": "Matrix", "phone": "138 0013 8000"})
+        }
+        ("post", "/api/v1/customers/{id}/tokens") => json!({"expires_in": "1d"}),
+        ("put", "/api/v1/orders/{id}/shipping-address") => json!({
+            "name": "王小明", "phone": "138 0013 8000", "province": "上海市", "city": "上海市",
+            "line": "世纪大道 100 号"}),
         ("patch", "/api/v1/webhook-endpoints/{id}") => json!({"description": "x"}),
         ("post", "/api/v1/webhook-endpoints/{id}/replay") => {
             json!({"since": "2026-11-25T00:00:00Z", "until": "2026-11-26T00:00:00Z"})
@@ -212,6 +219,7 @@ async fn world(backend: Backend) -> World {
         ("/api/v1/webhook-endpoints/", endpoint.id),
         ("/api/v1/webhook-deliveries/", delivery),
         ("/api/v1/sweeps/", run.id),
+        ("/api/v1/customers/", shop.customer.id),
     ];
     World {
         app,
@@ -223,6 +231,7 @@ async fn world(backend: Backend) -> World {
 
 impl World {
     fn path(&self, template: &str) -> String {
+        let template = template.replace("{external_id}", "matrix-1");
         let id = self
             .ids
             .iter()
@@ -280,6 +289,9 @@ impl World {
     }
 
     fn template_of(&self, path: &str) -> String {
+        if let Some((prefix, _)) = path.split_once("/by-external-id/") {
+            return format!("{prefix}/by-external-id/{{external_id}}");
+        }
         let mut template = path.to_owned();
         for (_, id) in &self.ids {
             template = template.replace(&format!("/{id}/"), "/{id}/");
@@ -801,7 +813,9 @@ async fn every_staff_action_has_one_audit_row(backend: Backend) {
     let mut act =
         async |method: Method, template: &str, id: i64, body: Option<Value>, action: &str| {
             let request_id = format!("audit-{}", actions.len());
-            let path = template.replace("{id}", &id.to_string());
+            let path = template
+                .replace("{id}", &id.to_string())
+                .replace("{external_id}", "audit-customer");
             let mut request = app
                 .client
                 .request(method.clone(), format!("{}{path}", app.base))
@@ -867,6 +881,52 @@ async fn every_staff_action_has_one_audit_row(backend: Backend) {
 
     let customer = app.shop.customer.id;
     let for_customer = json!({"user_id": customer, "items": [{"product_id": p, "quantity": 1}]});
+    // A customer made by the shop's backend: created, given a token, erased.
+    let made = act(
+        Method::PUT,
+        "/api/v1/customers/by-external-id/{external_id}",
+        none,
+        Some(json!({"display_name": "Audited", "phone": "138 0013 8000"})),
+        "customer.upsert",
+    )
+    .await;
+    let made = made["id"].as_i64().unwrap();
+    act(
+        Method::POST,
+        "/api/v1/customers/{id}/tokens",
+        made,
+        Some(json!({"expires_in": "30d"})),
+        "token.create",
+    )
+    .await;
+    act(
+        Method::DELETE,
+        "/api/v1/customers/{id}/personal-data",
+        made,
+        None,
+        "customer.erase",
+    )
+    .await;
+    // An address corrected before shipping.
+    let placed = act(
+        Method::POST,
+        "/api/v1/orders",
+        none,
+        Some(for_customer.clone()),
+        "order.create",
+    )
+    .await;
+    act(
+        Method::PUT,
+        "/api/v1/orders/{id}/shipping-address",
+        placed["order"]["id"].as_i64().unwrap(),
+        Some(
+            json!({"name": "王小明", "phone": "138 0013 8000", "province": "上海市",
+                    "city": "上海市", "line": "世纪大道 100 号"}),
+        ),
+        "order.address_change",
+    )
+    .await;
     // Cancelled by staff.
     let placed = act(
         Method::POST,
@@ -954,6 +1014,24 @@ async fn every_staff_action_has_one_audit_row(backend: Backend) {
         shipped,
         Some(json!({"carrier": "DHL", "tracking_number": "T-1"})),
         "order.ship",
+    )
+    .await;
+    // WeChat refused its shipping information until ordo gave up: staff send it again.
+    sqlx::query(
+        "INSERT INTO wechat_shipping_uploads (order_id, payment_id, status, attempts, created_at, updated_at)
+         VALUES ($1, $2, 'dead', 10, 0, 0)",
+    )
+    .bind(shipped)
+    .bind(placed["payment"]["id"].as_i64().unwrap())
+    .execute(app.shop.ordo.db.pool())
+    .await
+    .unwrap();
+    act(
+        Method::POST,
+        "/api/v1/orders/{id}/wechat-shipping/retry",
+        shipped,
+        None,
+        "order.wechat_shipping_retry",
     )
     .await;
     act(

@@ -52,7 +52,8 @@ pub async fn due_orders(shop: &TestShop, backend: Backend, n: i64, created_at: i
              SELECT {order}, 'ORD-SEED-' || {order}, {customer}, 'pending', 100, 'EUR', {created_at} + x, {created_at} + x, 1"
         )),
         series(n, &format!(
-            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) SELECT {order}, {product}, 1, 100"
+            "INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price_cents)
+             SELECT {order}, {product}, 'SEED-' || {product}, 'Seeded', 1, 100"
         )),
         series(n, &format!(
             "INSERT INTO stock_movements (product_id, order_id, delta, reason, actor, note, created_at)

@@ -56,6 +56,7 @@ async fn place_orders(ordo: &Ordo, customer: i64, product: i64, n: usize) {
                     quantity: 1,
                 }],
                 note: None,
+                shipping_address: None,
             };
             for _ in (t..n).step_by(8) {
                 ordo.place_order(ordo::domain::Actor::Customer(customer), &order)

@@ -9,7 +9,9 @@
 //! Without Chromium the test says `skipped: chromium missing` and passes, unless
 //! `ORDO_REQUIRE_CHROMIUM=1` (CI) makes that a failure.
 
-use super::{english_labels_in, every_page, scheduled_sweep, session_cookie};
+use super::{
+    english_labels_in, every_page, scheduled_sweep, session_cookie, shanghai_address, shop_customer,
+};
 use crate::api::TestApp;
 use crate::helpers::{Backend, MINUTE, T0};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -163,8 +165,9 @@ impl Scenario {
                 .client()
                 .execute(
                     "const h = document.querySelector('main#main h1');
+                     const slips = document.body.classList.contains('slips');
                      return document.readyState === 'complete'
-                         && document.querySelector('header.top nav') !== null
+                         && (document.querySelector('header.top nav') !== null || slips)
                          && h !== null && h.innerText.trim() !== ''
                          ? [document.documentElement.lang, document.body.innerText] : null;",
                     vec![],
@@ -520,7 +523,7 @@ async fn the_console_in_a_browser() {
 
     // Every page in English passes axe.
     let pending = shop.order(&[(tee.id, 2), (mug.id, 1)]).await;
-    for page in every_page(pending.order.order.id, tee.id) {
+    for page in every_page(pending.order.order.id, tee.id, shop.customer.id) {
         s.goto(&page).await;
         s.accessible(&page).await;
     }
@@ -534,7 +537,7 @@ async fn the_console_in_a_browser() {
         .await;
     s.wait_for_text(10, "the Chinese dashboard", |t| t.contains("仪表盘"))
         .await;
-    for page in every_page(pending.order.order.id, tee.id) {
+    for page in every_page(pending.order.order.id, tee.id, shop.customer.id) {
         let text = s.rendered(&page, "zh-CN").await;
         let leaked = english_labels_in(&text);
         assert!(leaked.is_empty(), "{page} shows English labels: {leaked:?}");
@@ -601,5 +604,250 @@ async fn the_console_in_a_browser() {
     s.goto("/console/orders").await;
     assert_eq!(s.path().await, "/console/login");
     // Chromium quits with its session; the drop ends whatever is left.
+    let _ = s.browser.client.clone().close().await;
+}
+
+/// The PDF's first page as a greyscale image (pdftoppm, from Debian's poppler-utils): width,
+/// height and one byte a pixel; also written as a PNG beside the screenshots.
+fn first_page(pdf: &[u8], png: &Path) -> (usize, usize, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("slip.pdf");
+    std::fs::write(&file, pdf).expect("write the PDF");
+    let run = |args: &[&str]| {
+        let out = Command::new("pdftoppm")
+            .args(args)
+            .output()
+            .expect("pdftoppm (Debian: poppler-utils)");
+        assert!(
+            out.status.success(),
+            "pdftoppm: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let pdf_path = file.display().to_string();
+    let prefix = png.with_extension("");
+    run(&[
+        "-png",
+        "-r",
+        "60",
+        "-f",
+        "1",
+        "-l",
+        "1",
+        "-singlefile",
+        &pdf_path,
+        &prefix.display().to_string(),
+    ]);
+    // PGM on stdout: "P5\n<width> <height>\n255\n" and the pixels.
+    let pgm = run(&["-gray", "-r", "60", "-f", "1", "-l", "1", &pdf_path]);
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        let start = at;
+        while !pgm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(String::from_utf8_lossy(&pgm[start..at]).into_owned());
+        at += 1;
+    }
+    assert_eq!(fields[0], "P5");
+    let (width, height): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    (width, height, pgm[at..].to_vec())
+}
+
+/// The PDF's text (pdftotext).
+fn pdf_text(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("slip.pdf");
+    std::fs::write(&file, pdf).expect("write the PDF");
+    let out = Command::new("pdftotext")
+        .args(["-layout", &file.display().to_string(), "-"])
+        .output()
+        .expect("pdftotext (Debian: poppler-utils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn customers_addresses_and_slips_in_the_shops_time_zone() {
+    let Some(browser) = start_browser().await else {
+        return;
+    };
+    let shanghai: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.with_locale(shanghai, Some("CNY"))).await;
+    let s = Scenario {
+        app,
+        browser,
+        shots: screenshot_dir(),
+    };
+    let shop = &s.app.shop;
+    let tea = shop
+        .ordo
+        .create_product(
+            shop.staff(),
+            &ordo::domain::NewProduct {
+                sku: "TEA-LJ-250".into(),
+                name: "明前龙井 250克".into(),
+                price_cents: 16_800,
+                currency: "CNY".into(),
+                stock: 50,
+            },
+        )
+        .await
+        .unwrap();
+    let customer = shop_customer(shop, "shop-user-1").await;
+    // 2026-11-25T23:30:00Z: 07:30 on the 26th in Shanghai. A paid order, with an address.
+    let late_evening = T0 + 14 * 60 * MINUTE + 30 * MINUTE;
+    shop.ordo.clock.set(late_evening);
+    let mut new = NewOrder::from_lines(customer.id, &[(tea.id, 2)], Some("请在工作日送达".into()));
+    new.shipping_address = Some(shanghai_address());
+    let placed = shop
+        .ordo
+        .place_order(ordo::domain::Actor::Customer(customer.id), &new)
+        .await
+        .unwrap();
+    shop.pay(&placed).await;
+    let id = placed.order.order.id;
+    let number = placed.order.order.number.clone();
+    shop.ordo.clock.set(late_evening + 60 * MINUTE);
+
+    s.sign_in(&shop.staff_token).await;
+    s.wait_for_text(10, "the dashboard", |t| t.contains("Unpaid orders"))
+        .await;
+    // The order shows Shanghai's date and time, and counts in the 26th's bar.
+    let list = s.rendered("/console/orders", "en").await;
+    assert!(list.contains("26 Nov 2026, 07:30 UTC+8"), "{list}");
+    assert!(list.contains("¥336.00"), "{list}");
+    s.goto("/console/").await;
+    let bars = s
+        .client()
+        .execute(
+            "return Array.from(document.querySelectorAll('#orders-per-day rect title'))
+                 .map(t => t.textContent);",
+            vec![],
+        )
+        .await
+        .expect("bars");
+    let bars: Vec<String> = serde_json::from_value(bars).unwrap();
+    assert_eq!(
+        bars.last().map(String::as_str),
+        Some("26 Nov: 1"),
+        "{bars:?}"
+    );
+    assert!(bars.contains(&"25 Nov: 0".to_owned()), "{bars:?}");
+    s.shot("dashboard-shanghai-en").await;
+
+    // Customers: search, the customer's page, the order with its address.
+    s.goto("/console/customers").await;
+    s.fill("#q", "13800138000").await;
+    s.click("form.search button").await;
+    s.wait_for_text(10, "the customer found", |t| t.contains("shop-user-1"))
+        .await;
+    s.accessible("customers").await;
+    s.shot("customers-en").await;
+    s.click("#customers tbody a").await;
+    s.wait_for_text(10, "the customer's page", |t| t.contains(&number))
+        .await;
+    s.accessible("a customer").await;
+    s.goto(&format!("/console/orders/{id}")).await;
+    let page = s
+        .wait_for_text(10, "the order page", |t| t.contains("Ship to"))
+        .await;
+    for shown in [
+        "王小明",
+        "138 0013 8000",
+        "世纪大道 100 号 12 楼",
+        "上海市 浦东新区",
+    ] {
+        assert!(page.contains(shown), "the order page lacks {shown}: {page}");
+    }
+    s.accessible("an order with its address").await;
+    s.shot("order-address-en").await;
+
+    // The packing slip prints: a PDF from Chromium, its first page as an image.
+    s.click("#packing-slip").await;
+    s.wait_for_text(10, "the packing slip", |t| t.contains("Packing slip"))
+        .await;
+    s.accessible("a packing slip").await;
+    let pdf = s
+        .client()
+        .print(
+            fantoccini::wd::PrintConfiguration::builder()
+                .build()
+                .expect("print settings"),
+        )
+        .await
+        .expect("print to PDF");
+    assert!(pdf.starts_with(b"%PDF"), "not a PDF");
+    std::fs::write(s.shots.join("packing-slip.pdf"), &pdf).expect("write the PDF");
+    let text = pdf_text(&pdf);
+    for printed in [
+        number.as_str(),
+        "王小明",
+        "世纪大道 100 号 12 楼",
+        "TEA-LJ-250",
+        "明前龙井",
+    ] {
+        assert!(
+            text.contains(printed),
+            "the printed slip lacks {printed}: {text}"
+        );
+    }
+    assert!(
+        !text.contains("Print"),
+        "the print button is not printed: {text}"
+    );
+    let (width, height, pixels) = first_page(&pdf, &s.shots.join("packing-slip.png"));
+    assert!(width > 300 && height > 400, "{width}x{height}");
+    // Ink on the page: the address box, the table, the text; and mostly paper.
+    let dark = pixels.iter().filter(|p| **p < 128).count();
+    let share = dark as f64 / pixels.len() as f64;
+    assert!(
+        (0.005..0.3).contains(&share),
+        "{:.3} of the page is dark",
+        share
+    );
+    // The ink starts near the top (the slip fills the page from its top margin).
+    let first_dark_row = pixels
+        .chunks(width)
+        .position(|row| row.iter().any(|p| *p < 128));
+    assert!(
+        first_dark_row.is_some_and(|r| r < height / 5),
+        "{first_dark_row:?} of {height}"
+    );
+
+    // A sheet of every paid order, and the new pages in Chinese: translated, accessible.
+    s.goto("/console/packing-slips").await;
+    s.wait_for_text(10, "the sheet", |t| t.contains(&number))
+        .await;
+    s.accessible("the packing slips of paid orders").await;
+    s.goto("/console/").await;
+    s.click("header form[action=\"/console/lang\"] button")
+        .await;
+    s.wait_for_text(10, "the Chinese dashboard", |t| t.contains("仪表盘"))
+        .await;
+    let order_zh = s.rendered(&format!("/console/orders/{id}"), "zh-CN").await;
+    assert!(
+        order_zh.contains("2026年11月26日 07:30 UTC+8"),
+        "{order_zh}"
+    );
+    assert!(order_zh.contains("¥336.00"));
+    for page in [
+        "/console/customers".to_owned(),
+        "/console/customers?q=%E7%8E%8B".to_owned(),
+        format!("/console/customers/{}", customer.id),
+        format!("/console/orders/{id}"),
+        format!("/console/orders/{id}/packing-slip"),
+        "/console/packing-slips".to_owned(),
+    ] {
+        let text = s.rendered(&page, "zh-CN").await;
+        let leaked = english_labels_in(&text);
+        assert!(leaked.is_empty(), "{page} shows English labels: {leaked:?}");
+        s.accessible(&page).await;
+    }
+    s.goto(&format!("/console/orders/{id}")).await;
+    s.shot("order-address-zh").await;
+    s.goto(&format!("/console/orders/{id}/packing-slip")).await;
+    s.shot("packing-slip-zh").await;
     let _ = s.browser.client.clone().close().await;
 }
