@@ -1,6 +1,6 @@
 //! Placing orders. Concurrent placements are combined (README: Placing orders): each process
-//! queues them in a few lanes (by product, so a hot product has one lane of its own), and
-//! while one batch commits the next collects. One transaction per batch locks the
+//! queues them in a lane (one by default; more, by product, with `ORDO_PLACEMENT_LANES`),
+//! and while one batch commits the next collects. One transaction per batch locks the
 //! customers and the products once (in id order, so nothing deadlocks), allocates stock
 //! first come first served, takes it once per product, and writes every order with its
 //! items, ledger rows, history row, payment, idempotency key and events. Each caller is
@@ -103,8 +103,9 @@ impl Combiner {
         }
     }
 
-    /// Lanes per process: one on SQLite (one writer anyway), a few on PostgreSQL so that
-    /// orders for different products commit side by side.
+    /// Lanes per process: one by default on both databases. More lanes commit batches for
+    /// different products side by side, but each batch is smaller: on PostgreSQL with two
+    /// cores one lane placed the most orders (BENCHMARKS.md, order placement).
     fn lane_count(&self) -> usize {
         if let Some(n) = std::env::var("ORDO_PLACEMENT_LANES")
             .ok()
@@ -113,10 +114,7 @@ impl Combiner {
         {
             return n;
         }
-        match self.db.dialect() {
-            db::Dialect::Sqlite => 1,
-            db::Dialect::Postgres => 4,
-        }
+        1
     }
 
     /// Queues the request in its lane and waits for its batch to commit.
