@@ -74,7 +74,7 @@ pub struct CustomerTokenRequest {
 pub struct CustomerQuery {
     /// A name (or part of one), a phone number (or four or more of its digits), or the
     /// shop's id of the customer.
-    #[param(max_length = 100)]
+    #[param(max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub q: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]

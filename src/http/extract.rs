@@ -166,6 +166,7 @@ impl RawBody {
                 "required: send a JSON object with Content-Type: application/json",
             ));
         }
+        not_an_array(&self.0)?;
         parse_json(&self.0)
     }
 
@@ -175,7 +176,20 @@ impl RawBody {
         if is_blank(&self.0) {
             return Ok(None);
         }
+        not_an_array(&self.0)?;
         parse_json::<T>(&self.0).map(Some)
+    }
+}
+
+/// Every request body is a JSON object. serde would also read an object's fields from an
+/// array of its values (`[null, null]`), which no client means and the schema does not allow.
+fn not_an_array(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Err(ApiError::validation(
+            "body",
+            "must be a JSON object, not an array",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -409,6 +423,33 @@ mod tests {
             err.field().unwrap_or("").to_owned(),
             err.detail().to_owned(),
         )
+    }
+
+    #[test]
+    fn a_body_is_an_object_never_an_array() {
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Optional {
+            name: Option<String>,
+            expires_in: Option<String>,
+        }
+        let body = RawBody(axum::body::Bytes::from_static(b" [null, null]"));
+        let err = body.parse_optional::<Optional>().unwrap_err();
+        assert_eq!(
+            (err.status().as_u16(), err.field()),
+            (422, Some("body")),
+            "{}",
+            err.detail()
+        );
+        assert_eq!(body.parse::<Optional>().unwrap_err().status().as_u16(), 422);
+        let object = RawBody(axum::body::Bytes::from_static(b"{}"));
+        assert!(object.parse_optional::<Optional>().unwrap().is_some());
+        assert!(
+            RawBody(axum::body::Bytes::new())
+                .parse_optional::<Optional>()
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
