@@ -188,10 +188,18 @@ pub async fn next_to_ask(
     if orders.is_empty() {
         return Ok(Vec::new());
     }
+    // The page's ids as a set to join, not `= ANY(array)`: when the planner walks the open
+    // payments' partial index (all of them, if it thinks few are open), `= ANY` compares each
+    // with every id of the page, a second for a page of 1,000 among 10,000 open payments.
+    let of_page = match dialect {
+        Dialect::Sqlite => dialect.in_ids("order_id", 1),
+        Dialect::Postgres => {
+            "order_id IN (SELECT unnest(translate($1, '[]', '{}')::bigint[]))".to_owned()
+        }
+    };
     let payments: Vec<Payment> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM payments WHERE provider_open AND {} ORDER BY id",
+        "SELECT {} FROM payments WHERE provider_open AND {of_page} ORDER BY id",
         super::payments::COLUMNS,
-        dialect.in_ids("order_id", 1)
     )))
     .bind(ids_json(&orders))
     .fetch_all(&mut *conn)
