@@ -670,9 +670,9 @@ async fn bench_provider(
     } else {
         "1"
     };
-    // WeChat Pay takes yuan: the orders (and the console's day totals of them) in CNY.
+    // WeChat Pay takes yuan: the orders (and the console's time totals of them) in CNY.
     sql.push("UPDATE orders SET currency = 'CNY'".to_owned());
-    sql.push("UPDATE order_day_totals SET currency = 'CNY'".to_owned());
+    sql.push("UPDATE order_time_totals SET currency = 'CNY'".to_owned());
     sql.push(format!(
         "UPDATE payments SET provider = 'wechatpay', method = 'wechatpay_jsapi',
                 merchant_ref = 'BENCH' || CAST(id AS TEXT), provider_ref = 'BENCH' || CAST(id AS TEXT),
