@@ -849,9 +849,12 @@ pub async fn ask_provider(console: Console, Path(payment_id): Path<i64>) -> Page
         .map_err(|e| console.fail(e))?;
     let provider = super::provider_label(t, payment.provider);
     let id = payment_id.to_string();
-    match console.ordo.ask_provider_now(actor, payment_id).await {
-        Ok(outcome) => {
-            let notice = match &outcome {
+    let asked =
+        console
+            .ordo
+            .ask_provider_now(actor, payment_id)
+            .await
+            .map(|outcome| match &outcome {
                 AskOutcome::Paid => fill(t.asked_paid, &[("provider", provider), ("id", &id)]),
                 AskOutcome::Closed => fill(t.asked_closed, &[("provider", provider), ("id", &id)]),
                 AskOutcome::Open => fill(t.asked_open, &[("provider", provider), ("id", &id)]),
@@ -859,23 +862,8 @@ pub async fn ask_provider(console: Console, Path(payment_id): Path<i64>) -> Page
                     t.asked_deferred,
                     &[("provider", provider), ("id", &id), ("reason", reason)],
                 ),
-            };
-            detail_page(&console, payment.order_id, false, None, Some(notice)).await
-        }
-        Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
-        Err(err) => {
-            let status = error_status(&err);
-            let message = console.error_text(&err);
-            detail_page(
-                &console,
-                payment.order_id,
-                false,
-                Some((status, message)),
-                None,
-            )
-            .await
-        }
-    }
+            });
+    action_page(&console, payment.order_id, asked).await
 }
 
 #[derive(serde::Deserialize)]
@@ -909,52 +897,34 @@ pub async fn correct_address(
         line: text(&form.line),
         postal_code: filled(&form.postal_code).map(str::to_owned),
     };
-    match console
+    let corrected = console
         .ordo
         .correct_shipping_address(console.actor(), id, &address)
         .await
-    {
-        Ok(_) => {
-            detail_page(
-                &console,
-                id,
-                false,
-                None,
-                Some(console.t().address_saved.to_owned()),
-            )
-            .await
-        }
-        Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
-        Err(err) => {
-            let status = error_status(&err);
-            let message = console.error_text(&err);
-            detail_page(&console, id, false, Some((status, message)), None).await
-        }
-    }
+        .map(|_| console.t().address_saved.to_owned());
+    action_page(&console, id, corrected).await
 }
 
 /// Staff send an order's shipping information to WeChat again (audited).
 pub async fn retry_upload(console: Console, Path(id): Path<i64>) -> PageResult {
-    match console
+    let retried = console
         .ordo
         .retry_shipping_upload(console.actor(), id)
         .await
-    {
-        Ok(_) => {
-            detail_page(
-                &console,
-                id,
-                false,
-                None,
-                Some(console.t().upload_retried_notice.to_owned()),
-            )
-            .await
-        }
+        .map(|_| console.t().upload_retried_notice.to_owned());
+    action_page(&console, id, retried).await
+}
+
+/// The order's page after a staff action: with the action's notice, or with why it was
+/// refused (its status kept); an order that does not exist is the console's not-found page.
+async fn action_page(console: &Console, id: i64, outcome: Result<String, Error>) -> PageResult {
+    match outcome {
+        Ok(notice) => detail_page(console, id, false, None, Some(notice)).await,
         Err(err @ Error::NotFound { .. }) => Err(console.fail(err)),
         Err(err) => {
             let status = error_status(&err);
             let message = console.error_text(&err);
-            detail_page(&console, id, false, Some((status, message)), None).await
+            detail_page(console, id, false, Some((status, message)), None).await
         }
     }
 }

@@ -593,3 +593,23 @@ impl TryFrom<JsonColumn> for Option<crate::domain::ShippingAddress> {
             .transpose()
     }
 }
+
+/// Leases claimed rows of an outbox-like `table` (webhook deliveries, WeChat shipping
+/// uploads) until `until`: no other worker claims them before then.
+async fn lease(
+    conn: &mut Conn,
+    dialect: Dialect,
+    table: &'static str,
+    ids: &[i64],
+    until: crate::domain::Millis,
+) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET leased_until = $2 WHERE {}",
+        dialect.in_ids("id", 1)
+    )))
+    .bind(serde_json::to_string(ids).unwrap_or_default())
+    .bind(until)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

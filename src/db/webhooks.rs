@@ -287,14 +287,7 @@ pub async fn claim_due(
         return Ok(claimed);
     }
     let ids: Vec<i64> = claimed.iter().map(|d| d.id).collect();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE webhook_deliveries SET leased_until = $2 WHERE {}",
-        dialect.in_ids("id", 1)
-    )))
-    .bind(serde_json::to_string(&ids).unwrap_or_default())
-    .bind(lease_until)
-    .execute(&mut *conn)
-    .await?;
+    super::lease(conn, dialect, "webhook_deliveries", &ids, lease_until).await?;
     Ok(claimed)
 }
 
