@@ -105,7 +105,8 @@ impl Combiner {
 
     /// Lanes per process: one by default on both databases. More lanes commit batches for
     /// different products side by side, but each batch is smaller: on PostgreSQL with two
-    /// cores one lane placed the most orders (BENCHMARKS.md, order placement).
+    /// cores four lanes cost it 30-40 % more CPU per order for no more orders
+    /// (BENCHMARKS.md, order placement).
     fn lane_count(&self) -> usize {
         if let Some(n) = std::env::var("ORDO_PLACEMENT_LANES")
             .ok()
